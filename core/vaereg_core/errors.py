@@ -1,0 +1,66 @@
+"""Exception types that carry the file or object they are about."""
+
+from __future__ import annotations
+
+import os
+
+
+class VaeRegError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class VoxelFileError(VaeRegError):
+    """A voxel file could not be read or written.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file concerned.
+    reason : str
+        What is wrong, in words a user can act on.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class NotBinaryError(VoxelFileError):
+    """The file holds grey-scale data; a threshold must be given explicitly."""
+
+
+class PhysicsError(VaeRegError):
+    """Invalid input to the homogenisation solver (structure or phase parameters)."""
+
+
+class NotConvergedError(PhysicsError):
+    """The solver stopped at its iteration limit above the requested tolerance.
+
+    Parameters
+    ----------
+    load_case : str
+        Which macroscopic strain was being solved (e.g. ``"e11"``).
+    iterations : int
+        Iterations done.
+    residual : float
+        Relative residual reached.
+    tol : float
+        Relative residual requested.
+    """
+
+    def __init__(self, load_case: str, iterations: int, residual: float, tol: float) -> None:
+        self.load_case, self.iterations, self.residual, self.tol = load_case, iterations, residual, tol
+        super().__init__(
+            f"load case {load_case}: not converged after {iterations} iterations "
+            f"(relative residual {residual:.3e} > tolerance {tol:.1e})"
+        )
+
+
+class ModelFileError(VaeRegError):
+    """A model checkpoint could not be loaded (missing, truncated, foreign, wrong version)."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
