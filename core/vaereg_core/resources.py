@@ -1,0 +1,34 @@
+"""Where the files the application ships (samples, recipe, property table, models) are found."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ENV_VAR = "VAEREG_RESOURCES"
+
+
+def resources_dir() -> Path:
+    """The ``resources/`` folder.
+
+    Looked up in order: the ``VAEREG_RESOURCES`` environment variable, the
+    PyInstaller bundle (``sys._MEIPASS/resources``), and the source tree
+    (``resources/`` beside ``core/``).
+    """
+    if ENV_VAR in os.environ:
+        return Path(os.environ[ENV_VAR])
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle is not None:
+        return Path(bundle) / "resources"
+    return Path(__file__).resolve().parents[2] / "resources"
+
+
+def default_sample_path() -> Path:
+    """The sample structure the app opens when started without a file."""
+    return resources_dir() / "samples" / "default.vti"
+
+
+def default_model_path() -> Path:
+    """The pretrained default model (six properties, Gaussian-mixture prior)."""
+    return resources_dir() / "models" / "default.pt"
