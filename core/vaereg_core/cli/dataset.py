@@ -1,0 +1,98 @@
+"""``vaereg dataset build | materialize | report``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vaereg_core.dataset.build import SolverSettings, build_dataset
+from vaereg_core.dataset.subsets import SUBSETS
+from vaereg_core.microstructure import Recipe
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``vaereg dataset`` and its sub-commands."""
+    parser = subparsers.add_parser("dataset", help="build, materialise and report the elastic dataset")
+    sub = parser.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND", required=True)
+
+    p = sub.add_parser(
+        "build",
+        help="compute the property table (resumable)",
+        description="Generate each structure of the recipe and compute C11 C22 C33 C12 C13 C23 with the FFT solver. "
+        "The file is rewritten atomically after every structure: kill the build at any moment and run the same "
+        "command again to continue.",
+    )
+    p.add_argument("--out", required=True, help="dataset file (.h5); resumed when it exists")
+    p.add_argument("--subset", choices=SUBSETS, default="all", help="two-morphology (300 structures) or all (9,600); default all")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1: one process using every core)")
+    p.add_argument("--device", default="cpu", help="solver device: cpu, cuda or auto (default cpu)")
+    p.add_argument("--backend", default="auto", choices=("auto", "numpy", "torch"), help="solver backend (default auto)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="solver precision (default float32)")
+    p.add_argument("--tol", type=float, default=SolverSettings.tol, help=f"solver relative residual (default {SolverSettings.tol:g})")
+    p.add_argument("--limit", type=int, help="compute at most this many structures in this run")
+    recipe = p.add_argument_group("recipe (defaults: the paper's dataset)")
+    recipe.add_argument("--seed", type=int, default=Recipe.seed, help=f"master seed (default {Recipe.seed})")
+    recipe.add_argument("--fields", type=int, default=Recipe.n_fields, help=f"random fields (default {Recipe.n_fields})")
+    recipe.add_argument("--size", type=int, default=Recipe.size, help=f"grid edge (default {Recipe.size})")
+    p.set_defaults(func=_build)
+
+    p = sub.add_parser("materialize", help="regenerate the voxels into an HDF5 cache")
+    p.add_argument("--data", required=True, help="dataset file (property table)")
+    p.add_argument("--out", required=True, help="cache file to write (.h5)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_materialize)
+
+    p = sub.add_parser("report", help="plots (PNG) and a table of ranges")
+    p.add_argument("file", help="dataset file")
+    p.add_argument("--out", default="docs/dataset", help="output folder (default docs/dataset)")
+    p.set_defaults(func=_report)
+
+
+def _bar(total: int, initial: int, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit=unit, file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
+
+
+def _build(args: argparse.Namespace) -> int:
+    recipe = Recipe(seed=args.seed, n_fields=args.fields, size=args.size)
+    settings = SolverSettings(tol=args.tol, backend=args.backend, device=args.device, dtype=args.dtype)
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = _bar(total, done - 1, "structure")
+        bar.update(done - bar.n)
+
+    summary = build_dataset(args.out, recipe=recipe, subset=args.subset, settings=settings, workers=args.workers, limit=args.limit, progress=progress)
+    if bar is not None:
+        bar.close()
+    print(summary)
+    return 130 if summary.interrupted else (1 if summary.failures else 0)
+
+
+def _materialize(args: argparse.Namespace) -> int:
+    from vaereg_core.dataset.materialize import materialize
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = _bar(total, 0, "structure")
+        bar.update(1)
+
+    out = materialize(args.data, args.out, overwrite=args.overwrite, progress=progress)
+    if bar is not None:
+        bar.close()
+    print(f"wrote {out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from vaereg_core.dataset.report import write_report
+
+    out = write_report(args.file, args.out)
+    print(f"wrote the report to {out}/README.md")
+    return 0
