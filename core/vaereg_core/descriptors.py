@@ -31,7 +31,7 @@ def two_point_autocorrelation(voxels: np.ndarray, *, centered: bool = True) -> n
     """
     x = np.asarray(voxels, dtype=np.float64)
     f = np.fft.rfftn(x)
-    s2 = np.fft.irfftn(f * np.conj(f), s=x.shape) / x.size
+    s2 = np.fft.irfftn(f * np.conj(f), s=x.shape, axes=(0, 1, 2)) / x.size
     return np.fft.fftshift(s2) if centered else s2
 
 

@@ -80,7 +80,7 @@ def periodic_gaussian_filter(values: np.ndarray, sigma: tuple[float, float, floa
         k = np.fft.rfftfreq(n) if axis == 2 else np.fft.fftfreq(n)
         factor = np.exp(-2.0 * np.pi**2 * s**2 * k**2)
         transfer *= factor.reshape([-1 if a == axis else 1 for a in range(3)])
-    return np.fft.irfftn(np.fft.rfftn(values) * transfer, s=shape)
+    return np.fft.irfftn(np.fft.rfftn(values) * transfer, s=shape, axes=(0, 1, 2))
 
 
 def threshold_to_volume_fraction(values: np.ndarray, volume_fraction: float) -> np.ndarray:

@@ -229,6 +229,8 @@ def _read_tif(path: Path, index: int | None) -> tuple[np.ndarray, dict]:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
+        if not tif.pages:
+            raise VoxelFileError(path, "cannot read .tif file, it is truncated or corrupt (no image pages)")
         array = tif.asarray()
         metadata = tif.shaped_metadata[0] if tif.is_shaped and tif.shaped_metadata else {}
     metadata = {k: v for k, v in metadata.items() if k != "shape"}

@@ -3,8 +3,8 @@
 Each command group lives in its own module with a ``register(subparsers)``
 function that adds its sub-commands; every sub-command stores its handler in
 ``func`` and returns a process exit status. Errors this project raises on
-purpose (:class:`~vaereg_core.errors.VaeRegError`) print one clear line and
-exit 2, never a traceback.
+purpose (:class:`~vaereg_core.errors.VaeRegError`, or ``ValueError`` for an
+argument out of range) print one clear line and exit 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except VaeRegError as exc:
+    except (VaeRegError, ValueError) as exc:
+        # ValueError: an out-of-range argument value caught by the library's own checks.
         print(f"vaereg {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
