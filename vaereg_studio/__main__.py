@@ -1,0 +1,69 @@
+"""``vaereg-studio [FILE]``: start the app on FILE or on the bundled sample."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from vaereg_studio import APP_NAME, ORGANIZATION, __version__
+
+if TYPE_CHECKING:  # Qt is imported only when the app starts, so --help answers without a display
+    from PySide6.QtCore import QSettings
+
+    from vaereg_studio.main_window import MainWindow
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options of the app."""
+    parser = argparse.ArgumentParser(prog="vaereg-studio", description=f"{APP_NAME}: design microstructures for a target stiffness.")
+    parser.add_argument("file", nargs="?", help="voxel file to open (default: the bundled sample)")
+    parser.add_argument("--reset-layout", action="store_true", help="start with the default window layout")
+    parser.add_argument("--version", action="version", version=f"{APP_NAME} {__version__}")
+    return parser
+
+
+def launch(argv: Sequence[str] | None = None, settings: QSettings | None = None) -> MainWindow:
+    """Create the application and the window, and start opening the file; no event loop yet.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Command-line arguments (without the program name).
+    settings : QSettings, optional
+        Settings store; the user's by default.
+    """
+    args = build_parser().parse_args(argv)
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from vaereg_studio.dialogs import install_excepthook
+    from vaereg_studio.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APP_NAME)
+    app.setApplicationVersion(__version__)
+    window = MainWindow(settings)
+    if args.reset_layout:
+        window.reset_layout()
+    install_excepthook(lambda: window)
+    window.show()
+    # Open after the window is up, so it appears at once and the file loads on a worker.
+    QTimer.singleShot(0, (lambda: window.open_file(args.file)) if args.file else window.open_default_sample)
+    return window
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the application; returns the exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    launch(argv)
+    from PySide6.QtWidgets import QApplication
+
+    return QApplication.instance().exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,435 @@
+"""The main window: 3-D view in the centre, dockable panels, File/View/Help menus."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QProgressBar, QWidget
+from superqt.utils import WorkerBase, create_worker
+
+from vaereg_core import voxel_io
+from vaereg_core.errors import NotBinaryError
+from vaereg_core.resources import default_model_path, default_sample_path
+from vaereg_studio import APP_NAME, ORGANIZATION, __version__
+from vaereg_studio.dialogs import ask_threshold, confirm_overwrite, describe_exception, show_about, show_error
+from vaereg_studio.panels import StructurePanel, UnavailablePanel, ViewPanel
+from vaereg_studio.settings import AppSettings
+from vaereg_studio.structure import Structure, export_metadata, read_structure, surface_mesh
+from vaereg_studio.viewer import VoxelViewer
+
+FORMAT_NAMES = {
+    ".vti": "VTK image, opens in ParaView (*.vti)",
+    ".npy": "NumPy array (*.npy)",
+    ".npz": "NumPy compressed (*.npz)",
+    ".h5": "HDF5, dataset layout (*.h5 *.hdf5)",
+    ".tif": "Multi-page TIFF, opens in Fiji (*.tif *.tiff)",
+    ".raw": "Raw bytes + JSON sidecar (*.raw)",
+}
+OPEN_FILTER = (
+    f"Voxel files ({' '.join('*' + e for e in voxel_io.READ_EXTENSIONS)});;"
+    + ";;".join(FORMAT_NAMES.values())
+    + ";;All files (*)"
+)
+
+
+def model_status() -> str:
+    """Why no model is loaded, in one sentence (the model code lands in a later version)."""
+    if importlib.util.find_spec("vaereg_core.model") is None:
+        return "No model loaded: this version has no model code yet."
+    path = default_model_path()
+    if not path.is_file():
+        return f"No model loaded: no model file at {path}."
+    return f"No model loaded: loading {path.name} is not wired into the app yet."
+
+
+def output_paths(path: Path) -> list[Path]:
+    """Files an export to ``path`` creates (the data file and, for .raw/.npy, its JSON sidecar)."""
+    if path.suffix.lower() in (".raw", ".npy"):
+        return [path, path.with_name(path.name + ".json")]
+    return [path]
+
+
+class MainWindow(QMainWindow):
+    """VAEReg Studio's main window.
+
+    Parameters
+    ----------
+    settings : QSettings, optional
+        Where layout, recent files and folders are kept (tests give an INI
+        file); the user's settings by default.
+    parent : QWidget, optional
+        Qt parent.
+
+    Signals
+    -------
+    structureShown(Structure)
+        A structure was drawn (after its first render).
+    errorShown(str, str)
+        An error dialog was opened (title, message).
+    exported(Path)
+        A file was written by an export.
+    """
+
+    structureShown = Signal(object)
+    errorShown = Signal(str, str)
+    exported = Signal(object)
+
+    def __init__(self, settings: QSettings | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.setWindowTitle(APP_NAME)
+        self.settings = AppSettings(settings if settings is not None else QSettings(ORGANIZATION, APP_NAME))
+        self.structure: Structure | None = None
+        self._workers: set[WorkerBase] = set()
+        self._load_token = 0
+        self.setAcceptDrops(True)
+
+        self.viewer = VoxelViewer(self.settings.view_options(), self)
+        self.setCentralWidget(self.viewer)
+        self.view_panel = ViewPanel(self.viewer)
+        self.view_panel.smoothChanged.connect(self.set_smooth)
+        self.structure_panel = StructurePanel()
+        reason = model_status()
+        self.structure_panel.set_model_status(reason)
+        self.target_panel = UnavailablePanel("Target properties and candidates", "a trained model")
+        self.latent_panel = UnavailablePanel("Latent explorer and annealing", "a trained model")
+        for panel in (self.target_panel, self.latent_panel):
+            panel.set_reason(reason)
+        self.docks = {
+            "view": self._add_dock("View", "viewDock", self.view_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
+            "structure": self._add_dock("Structure", "structureDock", self.structure_panel, Qt.DockWidgetArea.RightDockWidgetArea),
+            "target": self._add_dock("Target properties", "targetDock", self.target_panel, Qt.DockWidgetArea.RightDockWidgetArea),
+            "latent": self._add_dock("Latent explorer", "latentDock", self.latent_panel, Qt.DockWidgetArea.RightDockWidgetArea),
+        }
+        self.tabifyDockWidget(self.docks["target"], self.docks["latent"])
+        self.docks["target"].raise_()
+        self._default_state = self.saveState()
+
+        self._build_status_bar()
+        self._build_menus()
+        self.resize(1200, 800)
+        self.settings.restore_window(self)
+        self._update_actions()
+
+    # ------------------------------------------------------------------ building
+
+    def _add_dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)  # saveState/restoreState match docks by object name
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_status_bar(self) -> None:
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setMaximumWidth(120)
+        self.busy.hide()
+        self.vf_label = QLabel("")
+        self.vf_label.setObjectName("statusVolumeFraction")
+        self.statusBar().addPermanentWidget(self.busy)
+        self.statusBar().addPermanentWidget(self.vf_label)
+
+    def _action(self, text: str, slot: Callable[[], Any], shortcut: QKeySequence | str | None = None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setStatusTip(tip)
+        action.triggered.connect(lambda _=False: slot())
+        return action
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.open_action = self._action("&Open…", self.open_dialog, QKeySequence.StandardKey.Open, "Open a voxel file")
+        file_menu.addAction(self.open_action)
+        self.recent_menu = QMenu("Open &Recent", self)
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addMenu(self.recent_menu)
+        self.open_sample_action = self._action("Open &Bundled Sample", self.open_default_sample, tip="Open the bundled sample structure")
+        file_menu.addAction(self.open_sample_action)
+        file_menu.addSeparator()
+        self.export_action = self._action("&Export Structure…", self.export_structure_dialog, "Ctrl+E", "Write the voxels to .vti/.npy/.npz/.h5/.tif/.raw")
+        self.export_stl_action = self._action("Export &Surface (STL)…", self.export_surface_dialog, "Ctrl+Shift+E", "Write the hard-phase surface for 3-D printing")
+        self.screenshot_action = self._action("Save Screens&hot…", self.screenshot_dialog, "F12", "Save the 3-D view as PNG")
+        for action in (self.export_action, self.export_stl_action, self.screenshot_action):
+            file_menu.addAction(action)
+        file_menu.addSeparator()
+        self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        file_menu.addAction(self.quit_action)
+
+        view_menu = self.menuBar().addMenu("&View")
+        self.reset_camera_action = self._action("&Reset Camera", lambda: self.viewer.set_camera("isometric"), "Ctrl+R")
+        view_menu.addAction(self.reset_camera_action)
+        for preset in ("+x", "+y", "+z"):
+            view_menu.addAction(self._action(f"View From {preset}", lambda p=preset: self.viewer.set_camera(p)))
+        view_menu.addSeparator()
+        panels = view_menu.addMenu("&Panels")
+        for dock in self.docks.values():
+            panels.addAction(dock.toggleViewAction())
+        view_menu.addAction(self._action("Reset &Layout", self.reset_layout))
+
+        help_menu = self.menuBar().addMenu("&Help")
+        self.about_action = self._action(f"&About {APP_NAME}", self.show_about)
+        help_menu.addAction(self.about_action)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.recent_files()
+        for path in recent:
+            self.recent_menu.addAction(self._action(path.name, lambda p=path: self.open_file(p), tip=str(path)))
+        if recent:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction(self._action("Clear Recent Files", self.settings.clear_recent_files))
+        else:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def _update_actions(self) -> None:
+        loaded = self.structure is not None
+        for action in (self.export_action, self.export_stl_action, self.screenshot_action):
+            action.setEnabled(loaded)
+
+    # ------------------------------------------------------------------ workers
+
+    def run_worker(
+        self,
+        function: Callable[..., Any],
+        *args: Any,
+        on_result: Callable[[Any], None],
+        on_error: Callable[[Exception], None],
+        **kwargs: Any,
+    ) -> WorkerBase:
+        """Run ``function(*args, **kwargs)`` on the thread pool; callbacks run on the UI thread."""
+        worker = create_worker(function, *args, _start_thread=False, _ignore_errors=True, **kwargs)
+        worker.returned.connect(on_result)
+        worker.errored.connect(on_error)
+        worker.finished.connect(lambda: self._worker_done(worker))
+        self._workers.add(worker)
+        self.busy.show()
+        worker.start()
+        return worker
+
+    def _worker_done(self, worker: WorkerBase) -> None:
+        self._workers.discard(worker)
+        self.busy.setVisible(bool(self._workers))
+
+    @property
+    def is_busy(self) -> bool:
+        """Whether background work is running."""
+        return bool(self._workers)
+
+    def report_error(self, title: str, exc_or_message: BaseException | str) -> None:
+        """Show an error dialog (never a traceback) and keep going."""
+        message = exc_or_message if isinstance(exc_or_message, str) else describe_exception(exc_or_message)
+        self.statusBar().showMessage(title, 5000)
+        show_error(self, title, message)
+        self.errorShown.emit(title, message)
+
+    # ------------------------------------------------------------------ opening
+
+    def open_dialog(self) -> None:
+        """Ask for a voxel file and open it."""
+        path, _ = QFileDialog.getOpenFileName(self, "Open voxel file", self.settings.last_dir("open"), OPEN_FILTER)
+        if path:
+            self.open_file(path)
+
+    def open_default_sample(self) -> None:
+        """Open the sample structure bundled with the app."""
+        path = default_sample_path()
+        if not path.is_file():
+            self.report_error("The bundled sample is missing.", f"{path}: file does not exist; use File → Open instead.")
+            return
+        self.open_file(path)
+
+    def open_file(self, path: str | Path, threshold: float | None = None) -> None:
+        """Read ``path`` and its surface on a worker, then show it; the current structure stays on failure."""
+        path = Path(path)
+        self._load_token += 1
+        token, smooth = self._load_token, self.viewer.options.smooth
+        self.statusBar().showMessage(f"Opening {path.name}…")
+
+        def load() -> tuple[Structure, Any]:
+            structure = read_structure(path, threshold=threshold)
+            return structure, surface_mesh(structure.voxels, smooth)
+
+        def loaded(result: tuple[Structure, Any]) -> None:
+            if token == self._load_token:  # a later open supersedes this one
+                self.show_structure(*result)
+                self.settings.add_recent_file(path)
+                self.settings.set_last_dir("open", path)
+
+        def failed(exc: Exception) -> None:
+            if token != self._load_token:
+                return
+            if isinstance(exc, NotBinaryError):
+                chosen = ask_threshold(self, exc.reason)
+                if chosen is not None:
+                    self.open_file(path, threshold=chosen)
+                    return
+            self.report_error(f"Cannot open {path.name}.", exc)
+
+        self.run_worker(load, on_result=loaded, on_error=failed)
+
+    def show_structure(self, structure: Structure, surface: Any) -> None:
+        """Draw ``structure`` with its precomputed surface and describe it in the panels."""
+        first = self.structure is None
+        self.structure = structure
+        self.viewer.show_structure(structure.voxels, surface, reset_camera=first)
+        self.view_panel.structure_changed()
+        self.structure_panel.show_structure(structure)
+        vf = structure.volume_fraction
+        self.vf_label.setText(f"{structure.shape_text} voxels · hard-phase volume fraction {vf:.3f}")
+        self.setWindowTitle(f"{structure.name} — {APP_NAME}")
+        self.statusBar().showMessage(f"Opened {structure.name} ({self.viewer.last_render_s * 1000:.0f} ms per frame)", 5000)
+        self._update_actions()
+        self.structureShown.emit(structure)
+
+    def set_smooth(self, smooth: bool) -> None:
+        """Switch between the smooth and the blocky surface (recomputed on a worker)."""
+        self.viewer.options.smooth = smooth
+        if self.structure is None:
+            return
+        voxels = self.structure.voxels
+
+        def done(surface: Any) -> None:
+            if self.structure is not None and self.structure.voxels is voxels:
+                self.viewer.set_surface(surface)
+
+        self.run_worker(surface_mesh, voxels, smooth, on_result=done, on_error=lambda e: self.report_error("Cannot draw the surface.", e))
+
+    # ------------------------------------------------------------------ drag and drop
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt override)
+        """Accept a dragged local voxel file."""
+        urls = event.mimeData().urls()
+        if urls and urls[0].isLocalFile() and Path(urls[0].toLocalFile()).suffix.lower() in voxel_io.READ_EXTENSIONS:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt override)
+        """Open the dropped file."""
+        self.open_file(event.mimeData().urls()[0].toLocalFile())
+        event.acceptProposedAction()
+
+    # ------------------------------------------------------------------ exporting
+
+    def _ask_save_path(self, title: str, purpose: str, filters: dict[str, str]) -> Path | None:
+        """A save-file dialog; adds the extension of the chosen filter when the name has none."""
+        stem = Path(self.structure.name).stem if self.structure else "structure"
+        start = str(Path(self.settings.last_dir(purpose)) / stem)
+        name, chosen = QFileDialog.getSaveFileName(
+            self, title, start, ";;".join(filters.values()), options=QFileDialog.Option.DontConfirmOverwrite
+        )
+        if not name:
+            return None
+        path = Path(name)
+        if not path.suffix:
+            path = path.with_suffix(next((ext for ext, label in filters.items() if label == chosen), next(iter(filters))))
+        return path
+
+    def _may_write(self, paths: list[Path]) -> bool | None:
+        """``None``: the user declined; else whether existing files are to be replaced."""
+        existing = [p for p in paths if p.exists()]
+        if existing and not confirm_overwrite(self, existing):
+            self.statusBar().showMessage("Export cancelled; nothing was written.", 5000)
+            return None
+        return bool(existing)
+
+    def export_structure_dialog(self) -> None:
+        """Ask where to export the current structure, then export it."""
+        path = self._ask_save_path("Export structure", "export", FORMAT_NAMES)
+        if path is not None:
+            self.export_structure(path)
+
+    def export_structure(self, path: str | Path) -> None:
+        """Write the current structure and its provenance to ``path`` (asks before replacing files)."""
+        if self.structure is None:
+            return
+        path = Path(path)
+        overwrite = self._may_write(output_paths(path))
+        if overwrite is None:
+            return
+        self.settings.set_last_dir("export", path)
+        metadata = export_metadata(self.structure, __version__)
+        self.run_worker(
+            voxel_io.write_voxels,
+            path,
+            self.structure.voxels,
+            metadata=metadata,
+            overwrite=overwrite,
+            on_result=self._exported,
+            on_error=lambda e: self.report_error(f"Cannot export {path.name}.", e),
+        )
+
+    def export_surface_dialog(self) -> None:
+        """Ask where to write the hard-phase surface as STL, then write it."""
+        path = self._ask_save_path("Export hard-phase surface", "export", {".stl": "STL surface (*.stl)"})
+        if path is not None:
+            self.export_surface(path)
+
+    def export_surface(self, path: str | Path) -> None:
+        """Write the hard-phase surface (smooth or blocky as shown) to an STL file."""
+        if self.structure is None:
+            return
+        path = Path(path)
+        overwrite = self._may_write([path])
+        if overwrite is None:
+            return
+        self.settings.set_last_dir("export", path)
+        self.run_worker(
+            voxel_io.export_stl,
+            path,
+            self.structure.voxels,
+            smooth=self.viewer.options.smooth,
+            overwrite=overwrite,
+            on_result=self._exported,
+            on_error=lambda e: self.report_error(f"Cannot export {path.name}.", e),
+        )
+
+    def _exported(self, path: Path) -> None:
+        self.statusBar().showMessage(f"Wrote {path}", 5000)
+        self.exported.emit(Path(path))
+
+    def screenshot_dialog(self) -> None:
+        """Ask for a PNG file name and save the 3-D view there."""
+        path = self._ask_save_path("Save screenshot", "screenshot", {".png": "PNG image (*.png)"})
+        if path is not None:
+            self.save_screenshot(path)
+
+    def save_screenshot(self, path: str | Path) -> None:
+        """Save the 3-D view as PNG (asks before replacing a file)."""
+        path = Path(path)
+        overwrite = self._may_write([path])
+        if overwrite is None:
+            return
+        self.settings.set_last_dir("screenshot", path)
+        try:
+            self.viewer.save_screenshot(path, overwrite=overwrite)
+        except Exception as exc:  # any failure becomes a dialog; the view is unaffected
+            self.report_error(f"Cannot save {path.name}.", exc)
+            return
+        self._exported(path)
+
+    # ------------------------------------------------------------------ misc
+
+    def show_about(self) -> None:
+        """The About box, naming the loaded model."""
+        show_about(self, model_status())
+
+    def reset_layout(self) -> None:
+        """Put every panel back where it starts."""
+        for dock in self.docks.values():
+            dock.show()
+        self.restoreState(self._default_state)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
+        """Keep layout and view options, let workers finish, release the render window."""
+        self.settings.save_window(self)
+        self.settings.set_view_options(self.viewer.options)
+        self.settings.sync()
+        WorkerBase.await_workers(msecs=5000)
+        self.viewer.close_plotter()
+        super().closeEvent(event)
