@@ -49,7 +49,7 @@ def launch(argv: Sequence[str] | None = None, settings: QSettings | None = None)
     window = MainWindow(settings)
     if args.reset_layout:
         window.reset_layout()
-    install_excepthook(lambda: window)
+    install_excepthook(window.report_error)
     window.show()
     # Open after the window is up, so it appears at once and the file loads on a worker.
     QTimer.singleShot(0, (lambda: window.open_file(args.file)) if args.file else window.open_default_sample)

@@ -103,10 +103,15 @@ def show_about(parent: QWidget | None, model_description: str) -> QMessageBox:
     return box
 
 
-def install_excepthook(parent_getter: Callable[[], QWidget | None]) -> None:
+def install_excepthook(report: Callable[[str, str], None]) -> None:
     """Turn uncaught exceptions into an error dialog instead of a traceback on screen.
 
-    The traceback still goes to the log (stderr) for bug reports; the app keeps running.
+    Parameters
+    ----------
+    report : callable
+        ``report(title, message)`` shows the dialog (the main window's
+        ``report_error``). The traceback still goes to the log (stderr) for bug
+        reports, and the app keeps running.
     """
 
     def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
@@ -114,6 +119,6 @@ def install_excepthook(parent_getter: Callable[[], QWidget | None]) -> None:
             sys.__excepthook__(exc_type, exc, tb)
             return
         log.error("Unexpected error:\n%s", "".join(traceback.format_exception(exc_type, exc, tb)))
-        show_error(parent_getter(), "Something went wrong.", f"{describe_exception(exc)}\n\nThe application keeps running; details are in the log.")
+        report("Something went wrong.", f"{describe_exception(exc)}\n\nThe application keeps running; details are in the log.")
 
     sys.excepthook = hook

@@ -122,6 +122,7 @@ class MainWindow(QMainWindow):
         dock = QDockWidget(title, self)
         dock.setObjectName(name)  # saveState/restoreState match docks by object name
         dock.setWidget(widget)
+        widget.setMinimumWidth(280)
         self.addDockWidget(area, dock)
         return dock
 

@@ -162,12 +162,15 @@ class StructurePanel(QWidget):
         self.path = QElidingLabel("—")
         self.path.setElideMode(Qt.TextElideMode.ElideLeft)
         self.grid = QLabel("—")
-        self.grid.setWordWrap(True)
+        self.grid_warning = QLabel()
+        self.grid_warning.setWordWrap(True)
+        self.grid_warning.hide()
         self.volume_fraction = QLabel("—")
         self.volume_fraction.setObjectName("volumeFraction")
         form.addRow("Name", self.name)
         form.addRow("File", self.path)
         form.addRow("Grid", self.grid)
+        form.addRow(self.grid_warning)
         form.addRow("Hard-phase volume fraction", self.volume_fraction)
         layout.addWidget(info)
 
@@ -192,10 +195,10 @@ class StructurePanel(QWidget):
         self.name.setText(structure.name)
         self.path.setText(str(structure.path) if structure.path else "(not saved)")
         self.path.setToolTip(str(structure.path or ""))
-        grid = structure.shape_text
-        if structure.voxels.shape != (self.model_grid,) * 3:
-            grid += f"  ⚠ the model needs {self.model_grid}³; viewing only"
-        self.grid.setText(grid)
+        self.grid.setText(structure.shape_text)
+        fits = structure.voxels.shape == (self.model_grid,) * 3
+        self.grid_warning.setText(f"⚠ The model needs a {self.model_grid}³ grid: this structure is for viewing only.")
+        self.grid_warning.setVisible(not fits)
         self.volume_fraction.setText(f"{structure.volume_fraction:.4f}")
         self.provenance.setText(format_metadata(structure.metadata) or "nothing")
 
