@@ -1,0 +1,142 @@
+"""Model files: a versioned, self-describing torch file with a checksum of the weights.
+
+Content (a dict readable with ``torch.load(weights_only=True)``)::
+
+    format      "vaereg-model"
+    version     1
+    kind        "vae-regression" or "regression-only"
+    config      RunConfig as a dict (model, loss, train)
+    properties  names, units ("GPa"), normalisation, ranges {name: [min, max]} of the training data
+    metadata    free-form provenance (dataset, split seed, epoch, losses, versions)
+    state_dict  the network's weights
+    checksum    SHA-256 of the weights (names, dtypes, shapes, bytes)
+
+Loading anything else, a truncated file, a newer version or weights that do
+not match their checksum raises :class:`~vaereg_core.errors.ModelFileError`
+with a sentence a user can act on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vaereg_core.errors import ModelFileError
+from vaereg_core.model.config import RunConfig
+from vaereg_core.model.networks import RegressionOnly, VAERegression
+from vaereg_core.model.scaling import PropertyScaler
+
+FORMAT = "vaereg-model"
+VERSION = 1
+KINDS = {"vae-regression": VAERegression, "regression-only": RegressionOnly}
+MODEL_FILE = "model.pt"
+
+
+@dataclass
+class ModelFile:
+    """A network with everything needed to use it on structures and report in GPa."""
+
+    network: nn.Module
+    config: RunConfig
+    scaler: PropertyScaler
+    ranges: dict[str, tuple[float, float]]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return next(k for k, cls in KINDS.items() if isinstance(self.network, cls))
+
+    @property
+    def property_names(self) -> tuple[str, ...]:
+        return self.config.model.properties
+
+
+def state_checksum(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of a state dict, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_model(path: str | os.PathLike, model: ModelFile) -> Path:
+    """Write a model file atomically (temporary file, then rename)."""
+    path = Path(path)
+    state = {k: v.detach().cpu() for k, v in model.network.state_dict().items()}
+    names = model.property_names
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": model.kind,
+        "config": model.config.to_dict(),
+        "properties": {
+            "names": list(names),
+            "units": "GPa",
+            "normalisation": model.scaler.to_dict(),
+            "ranges": {n: [float(a), float(b)] for n, (a, b) in model.ranges.items()},
+        },
+        "metadata": model.metadata,
+        "state_dict": state,
+        "checksum": state_checksum(state),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, temp)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return path
+
+
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """A model file, or the ``model.pt`` inside a run folder."""
+    path = Path(path)
+    return path / MODEL_FILE if path.is_dir() else path
+
+
+def load_model_file(path: str | os.PathLike, device: torch.device | str = "cpu") -> ModelFile:
+    """Read and check a model file; the network is returned in evaluation mode on ``device``.
+
+    Raises
+    ------
+    ModelFileError
+        Missing, unreadable, truncated, foreign, newer-version or corrupted file.
+    """
+    path = resolve_model_path(path)
+    if not path.is_file():
+        raise ModelFileError(path, "no such model file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip, pickle and torch errors all mean: not a readable model file
+        raise ModelFileError(path, f"not a VAEReg Studio model file, or truncated ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ModelFileError(path, "foreign file: a torch file, but not a VAEReg Studio model")
+    version = data.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise ModelFileError(path, f"model file version {version} is newer than this program reads ({VERSION}); update VAEReg Studio")
+    missing = [k for k in ("kind", "config", "properties", "state_dict", "checksum") if k not in data]
+    if missing:
+        raise ModelFileError(path, f"incomplete model file (missing {', '.join(missing)})")
+    if state_checksum(data["state_dict"]) != data["checksum"]:
+        raise ModelFileError(path, "the weights do not match their checksum (corrupted file)")
+    try:
+        config = RunConfig.from_dict(data["config"])
+        props = data["properties"]
+        scaler = PropertyScaler.from_dict(props["normalisation"])
+        ranges = {n: (float(a), float(b)) for n, (a, b) in props["ranges"].items()}
+        network = KINDS[data["kind"]](config.model)
+        network.load_state_dict(data["state_dict"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise ModelFileError(path, f"inconsistent model file ({type(exc).__name__}: {exc})") from None
+    if tuple(props["names"]) != config.model.properties or props.get("units") != "GPa":
+        raise ModelFileError(path, "inconsistent model file (property names or units do not match the configuration)")
+    return ModelFile(network.to(device).eval(), config, scaler, ranges, data.get("metadata", {}))
