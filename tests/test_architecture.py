@@ -31,6 +31,6 @@ def test_core_imports_every_module_without_qt():
 
 def test_import_linter_contract():
     exe = Path(sys.executable).with_name("lint-imports")
-    out = subprocess.run([str(exe), "--config", str(ROOT / "pyproject.toml")], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([str(exe), str(ROOT / "pyproject.toml")], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "vaereg_core is GUI-free KEPT" in out.stdout
