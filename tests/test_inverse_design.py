@@ -110,3 +110,36 @@ def test_log_prior_density_matches_scipy():
     z = rng.normal(size=3)
     expected = np.log(sum(p * multivariate_normal(m, np.diag(s**2)).pdf(z) for p, m, s in zip(pi, mu, sigma)))
     assert log_prior_density(z, pi, mu, sigma) == pytest.approx(expected, rel=1e-10)
+
+
+def test_cli_inverse_and_refine_end_to_end(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from inverse_helpers import save_tiny_model
+    from vaereg_core.voxel_io import read_voxel_file
+
+    model = save_tiny_model(tmp_path / "tiny.pt")
+    target = ["C11=40", "C22=40", "C33=40", "C12=15", "C13=15", "C23=15"]
+
+    def vaereg(*args):
+        return subprocess.run([sys.executable, "-m", "vaereg_core.cli", *map(str, args)], capture_output=True, text=True)
+
+    r = vaereg("inverse", "--model", model, "--target", *target, "--out", tmp_path / "inv", "--format", "h5")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "inv" / "candidates.json").read_text())
+    assert [c["label"] for c in summary["candidates"]] == ["k1", "k2", "k3"]
+    voxels, meta = read_voxel_file(tmp_path / "inv" / "k2.h5")
+    assert meta["target_GPa"]["C11"] == 40 and meta["label"] == "k2" and voxels.shape == (19, 19, 19)
+    r = vaereg("inverse", "--model", model, "--target", *target, "--out", tmp_path / "inv")
+    assert r.returncode == 2 and "exists" in r.stderr
+    r = vaereg("refine", "--model", model, "--target", *target, "--start", f"{tmp_path / 'inv' / 'candidates.json'}#k2",
+               "--iterations", 5, "--out", tmp_path / "ref", "--no-validate", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["iterations_done"] == 5 and len(out["trajectory"]) >= 1 and out["start"].endswith("#k2")
+    r = vaereg("refine", "--model", model, "--target", "C11=40", "--start", "1,2", "--out", tmp_path / "x")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    r = vaereg("inverse", "--model", tmp_path / "missing.pt", "--target", "C11=40", "--out", tmp_path / "x")
+    assert r.returncode == 2 and "missing.pt" in r.stderr

@@ -32,3 +32,8 @@ def default_sample_path() -> Path:
 def default_model_path() -> Path:
     """The pretrained default model (six properties, Gaussian-mixture prior)."""
     return resources_dir() / "models" / "default.pt"
+
+
+def default_dataset_path() -> Path:
+    """The shipped property table of the full dataset (no voxels; ``vaereg dataset materialize`` makes them)."""
+    return resources_dir() / "dataset" / "elastic.h5"

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "vaereg_core.cli.voxels",
     "vaereg_core.cli.dataset",
     "vaereg_core.cli.model",
+    "vaereg_core.cli.inverse",
 )
 
 

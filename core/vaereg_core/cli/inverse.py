@@ -1,0 +1,186 @@
+"""``vaereg inverse`` and ``vaereg refine``: inverse design from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from vaereg_core.inverse.annealing import AnnealSettings
+from vaereg_core.inverse.targets import TargetError, parse_target
+from vaereg_core.voxel_io import atomic_paths, write_voxels
+
+VOXEL_FORMATS = ("vti", "npy", "npz", "h5", "tif", "raw")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the inverse-design commands."""
+    p = subparsers.add_parser(
+        "inverse",
+        help="candidate structures for a target stiffness",
+        description="Decode the model's conditional-prior components for a target (GPa) into candidate structures, "
+        "ranked by component weight. Writes one voxel file per candidate and candidates.json with all figures.",
+    )
+    _common(p)
+    p.add_argument("--samples", type=int, default=0, help="extra samples around each component mean (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of those samples")
+    p.add_argument("--validate", action="store_true", help="compute each candidate's properties with the FFT solver")
+    p.set_defaults(func=_inverse)
+
+    p = subparsers.add_parser(
+        "refine",
+        help="simulated annealing in latent space towards a target",
+        description="Refine a start point by simulated annealing in the model's latent space; the best state is "
+        "validated with the FFT solver.",
+    )
+    _common(p)
+    p.add_argument(
+        "--start",
+        required=True,
+        help="a voxel file (encoded), candidates.json[#LABEL] from `vaereg inverse`, comma-separated latent values, or 'random'",
+    )
+    p.add_argument("--iterations", type=int, default=AnnealSettings.iterations)
+    p.add_argument("--temperature", type=float, default=AnnealSettings.start_temperature, help="start temperature (relative error units)")
+    p.add_argument("--step", type=float, default=AnnealSettings.start_step, help="start proposal step (latent units)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prior-weight", type=float, default=0.0, help="weight of the -log p(z|c) term (default 0)")
+    p.add_argument("--forward", help="separately trained regression-only model for the objective (default: the model's regressor)")
+    p.add_argument("--no-validate", action="store_true", help="skip the physics check of the best state")
+    p.set_defaults(func=_refine)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model file (default: the bundled default model)")
+    p.add_argument("--target", nargs="+", required=True, metavar="NAME=GPa", help="e.g. C11=35 C22=30; unset properties are free")
+    p.add_argument("--out", required=True, help="output folder (created; existing files are not overwritten without --overwrite)")
+    p.add_argument("--format", choices=VOXEL_FORMATS, default="vti", help="voxel file format (default vti)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the JSON summary instead of a table")
+
+
+def _load(args: argparse.Namespace):
+    from vaereg_core.model.inference import default_model, load_model
+
+    model = load_model(args.model, args.device) if args.model else default_model()
+    target = parse_target(args.target, model.property_names, model.ranges)
+    return model, target, _reference_table(model)
+
+
+def _reference_table(model) -> np.ndarray | None:
+    """The shipped training property table in the model's property order, if this installation has it."""
+    from vaereg_core.dataset.table import PROPERTY_NAMES, read_table
+    from vaereg_core.resources import default_dataset_path
+
+    path = default_dataset_path()
+    if not path.is_file():
+        return None
+    table = read_table(path)
+    return table.properties[:, [PROPERTY_NAMES.index(n) for n in model.property_names]]
+
+
+def _write_json(path: Path, data: dict, overwrite: bool) -> None:
+    with atomic_paths(path, overwrite=overwrite) as (temp,):
+        temp.write_text(json.dumps(data, indent=2))
+
+
+def _provenance(args, model, target) -> dict:
+    return {"model": os.fspath(args.model or "bundled default"), "target_GPa": target.as_dict(), "extrapolated": list(target.extrapolated)}
+
+
+def _inverse(args: argparse.Namespace) -> int:
+    from vaereg_core.inverse.design import candidates, validate
+
+    model, target, reference = _load(args)
+    found = candidates(model, target, samples_per_component=args.samples, seed=args.seed, reference=reference)
+    if args.validate:
+        for c in found:
+            c.validation = validate(c.voxels, target)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    provenance = _provenance(args, model, target)
+    for c in found:
+        write_voxels(out / f"{c.label}.{args.format}", c.voxels, metadata={**provenance, **c.to_dict()}, overwrite=args.overwrite)
+    summary = {**provenance, "candidates": [c.to_dict() for c in found]}
+    _write_json(out / "candidates.json", summary, args.overwrite)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    if target.extrapolated:
+        print(f"warning: target {', '.join(target.extrapolated)} outside the training data's range: extrapolation")
+    print(f"target {target}; {len(found)} candidates in {out}/")
+    names = list(target.as_dict())
+    for c in found:
+        pred = "  ".join(f"{n} {c.predicted[model.property_names.index(n)]:.1f}±{c.predicted_std[model.property_names.index(n)]:.1f}" for n in names)
+        line = f"  {c.label:<6} weight {c.weight:.3f}  vf {c.volume_fraction:.3f}  predicted {pred}"
+        if c.validation is not None:
+            line += "  physics " + "  ".join(f"{n} {c.validation.constants[n]:.1f}" for n in names)
+            line += f"  error {100 * c.validation.mean_relative_error:.1f} %"
+        print(line)
+    return 0
+
+
+def _start_point(spec: str, model) -> np.ndarray:
+    if spec == "random":
+        return np.random.default_rng(0).standard_normal(model.latent_dim)
+    path, _, label = spec.partition("#")
+    if path.endswith(".json"):
+        data = json.loads(Path(path).read_text())
+        chosen = [c for c in data["candidates"] if not label or c["label"] == label]
+        if not chosen:
+            raise TargetError(f"{path}: no candidate labelled {label!r}")
+        return np.asarray(chosen[0]["latent"])
+    if Path(spec).suffix:
+        from vaereg_core.voxel_io import check_model_grid, read_voxels
+
+        voxels = read_voxels(spec)
+        check_model_grid(voxels, model.grid, spec)
+        return model.encode(voxels)[0]
+    try:
+        z = np.array([float(v) for v in spec.split(",")])
+    except ValueError:
+        raise TargetError(f"--start {spec!r} is neither a file, candidates.json, 'random' nor comma-separated numbers") from None
+    if z.size != model.latent_dim:
+        raise TargetError(f"--start has {z.size} values; the model's latent space has {model.latent_dim}")
+    return z
+
+
+def _refine(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from vaereg_core.inverse.design import refine
+    from vaereg_core.model.inference import load_model
+
+    model, target, reference = _load(args)
+    forward = load_model(args.forward, args.device) if args.forward else None
+    start = _start_point(args.start, model)
+    settings = AnnealSettings(iterations=args.iterations, start_temperature=args.temperature, start_step=args.step, seed=args.seed)
+    with tqdm(total=args.iterations, unit="it", disable=args.json) as bar:
+
+        def progress(i, n, current, best):
+            bar.update(1)
+            bar.set_postfix(best=f"{100 * best.value:.2f}%")
+
+        result = refine(
+            model, target, start, settings, forward=forward, prior_weight=args.prior_weight, reference=reference,
+            progress=progress, validate_best=not args.no_validate,
+        )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    provenance = {**_provenance(args, model, target), "start": args.start}
+    summary = {**provenance, **result.to_dict()}
+    write_voxels(out / f"refined.{args.format}", result.voxels, metadata={k: v for k, v in summary.items() if k != "trajectory"}, overwrite=args.overwrite)
+    _write_json(out / "refine.json", summary, args.overwrite)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    a = result.anneal
+    print(f"best objective {100 * a.best.value:.2f} % at iteration {a.best.iteration} of {a.iterations_done} ({a.accepted} accepted)")
+    if result.validation is not None:
+        v = result.validation
+        print("physics: " + "  ".join(f"{n} {v.constants[n]:.2f} GPa" for n in target.as_dict()) + f"  mean error {100 * v.mean_relative_error:.2f} %")
+    print(f"wrote {out}/refined.{args.format} and {out}/refine.json")
+    return 0
