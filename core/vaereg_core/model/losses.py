@@ -28,7 +28,8 @@ def two_point_correlation(x: Tensor) -> Tensor:
     ``S2(0)`` is E[x²] (the volume fraction for a binary structure). Differentiable.
     """
     spatial = (-3, -2, -1)
-    f = torch.fft.rfftn(x.float(), dim=spatial)
+    # FFTs need float32 or float64 (not the half types of mixed precision).
+    f = torch.fft.rfftn(x if x.dtype == torch.float64 else x.float(), dim=spatial)
     return torch.fft.irfftn(f.real**2 + f.imag**2, s=x.shape[-3:], dim=spatial) / x[0].numel()
 
 
@@ -63,7 +64,7 @@ def two_point_loss(reconstruction: Tensor, target: Tensor, window: int | None = 
         s2_target = two_point_correlation(target)
     lags = torch.mean((_lag_window(s2, window) - _lag_window(s2_target, window)) ** 2, dim=1)
     origin = (s2[:, 0, 0, 0, 0] - s2_target[:, 0, 0, 0, 0]) ** 2
-    phi = (reconstruction.flatten(1).float().mean(1) - target.flatten(1).float().mean(1)) ** 2
+    phi = (reconstruction.flatten(1).mean(1) - target.flatten(1).mean(1)) ** 2
     return 1e3 * lags + 1e2 * (phi + origin)
 
 

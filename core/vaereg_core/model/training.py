@@ -235,7 +235,7 @@ class Trainer:
         os.replace(temp, path)
 
     def model_file(self) -> ModelFile:
-        meta = {**self.metadata, "epoch": self.epoch, "val_loss": self.best_val_loss, "torch": torch.__version__}
+        meta = {**self.metadata, "epoch": self.epoch, "val_loss": self.best_val_loss, "torch": str(torch.__version__)}
         return ModelFile(self.network, self.config, self.scaler, self.ranges, meta)
 
     # --- epochs ------------------------------------------------------------

