@@ -10,7 +10,8 @@ Named configurations (:data:`NAMED_CONFIGS`): ``paper`` is appendix A of the
 paper exactly (51³, 16-d latent, C11, two-component Gaussian-mixture prior,
 VGG19 style loss); ``paper-gaussian`` the same with the Gaussian prior;
 ``paper-6`` all six constants; ``paper-cpu`` the paper's networks with the
-two-point reconstruction loss (the CPU default); ``tiny`` a small model on
+two-point reconstruction loss (the CPU default); ``vae`` a vanilla VAE (standard
+normal prior, no regression loss) for the latent baselines; ``tiny`` a small model on
 19³ grids for tests.
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 ALL_PROPERTIES = ("C11", "C22", "C33", "C12", "C13", "C23")
-PRIORS = ("gaussian", "mixture")
+PRIORS = ("gaussian", "mixture", "standard")
 RECONSTRUCTION_LOSSES = ("style-vgg19", "two-point", "bce")
 
 
@@ -46,8 +47,9 @@ class ModelConfig:
         Latent dimensions.
     properties : tuple of str
         Predicted constants, a subset of C11 C22 C33 C12 C13 C23 (the paper: C11, or all six).
-    prior : {'gaussian', 'mixture'}
-        Conditional prior p(z | c).
+    prior : {'gaussian', 'mixture', 'standard'}
+        Conditional prior p(z | c); ``standard`` is N(0, I) whatever c (with a zero
+        regression weight: the vanilla VAE of the paper's VAE + GPR/SVR/linear rows).
     components : int
         Mixture components K (ignored by the Gaussian prior).
     generator_hidden : int
@@ -94,7 +96,7 @@ class ModelConfig:
     @property
     def n_components(self) -> int:
         """Components of the prior (1 for the Gaussian prior)."""
-        return 1 if self.prior == "gaussian" else self.components
+        return self.components if self.prior == "mixture" else 1
 
     @property
     def decoder_base(self) -> int:
@@ -192,7 +194,8 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
         """Build from a dict; a ``base`` key names the configuration it overrides."""
         d = dict(d)
-        base = named_config(d.pop("base")) if "base" in d else cls()
+        base_name = d.pop("base", None)
+        base = named_config(base_name) if base_name is not None else cls()
         unknown = set(d) - {"model", "loss", "train", "name"}
         if unknown:
             raise ValueError(f"unknown configuration sections: {', '.join(sorted(unknown))}")
@@ -200,7 +203,7 @@ class RunConfig:
             model=_override(base.model, d.get("model", {})),
             loss=_override(base.loss, d.get("loss", {})),
             train=_override(base.train, d.get("train", {})),
-            name=d.get("name", base.name if "base" not in d else f"{base.name}+custom"),
+            name=d.get("name", f"{base_name}+custom" if base_name else base.name),
         )
 
 
@@ -224,6 +227,12 @@ def _named() -> dict[str, RunConfig]:
         "paper-gaussian": dataclasses.replace(paper, name="paper-gaussian", model=dataclasses.replace(paper.model, prior="gaussian")),
         "paper-6": dataclasses.replace(paper, name="paper-6", model=dataclasses.replace(paper.model, properties=ALL_PROPERTIES)),
         "paper-cpu": dataclasses.replace(paper, name="paper-cpu", loss=dataclasses.replace(paper.loss, reconstruction="two-point")),
+        "vae": dataclasses.replace(
+            paper,
+            name="vae",
+            model=dataclasses.replace(paper.model, prior="standard"),
+            loss=dataclasses.replace(paper.loss, reconstruction="two-point", regression_weight=0.0),
+        ),
         "tiny": RunConfig(
             name="tiny",
             model=tiny_model,

@@ -33,7 +33,7 @@ def two_point_correlation(x: Tensor) -> Tensor:
     return torch.fft.irfftn(f.real**2 + f.imag**2, s=x.shape[-3:], dim=spatial) / x[0].numel()
 
 
-def _lag_window(s2: Tensor, window: int | None) -> Tensor:
+def lag_window(s2: Tensor, window: int | None) -> Tensor:
     """The lags |r_i| <= window of a periodic S2 (all lags if None), flattened per sample."""
     n = s2.shape[-1]
     if window is None or 2 * window + 1 >= n:
@@ -62,7 +62,7 @@ def two_point_loss(reconstruction: Tensor, target: Tensor, window: int | None = 
     s2 = two_point_correlation(reconstruction)
     with torch.no_grad():
         s2_target = two_point_correlation(target)
-    lags = torch.mean((_lag_window(s2, window) - _lag_window(s2_target, window)) ** 2, dim=1)
+    lags = torch.mean((lag_window(s2, window) - lag_window(s2_target, window)) ** 2, dim=1)
     origin = (s2[:, 0, 0, 0, 0] - s2_target[:, 0, 0, 0, 0]) ** 2
     phi = (reconstruction.flatten(1).mean(1) - target.flatten(1).mean(1)) ** 2
     return 1e3 * lags + 1e2 * (phi + origin)

@@ -110,6 +110,18 @@ class GaussianGenerator(nn.Module):
         return Prior(pi, self.mean(c)[:, None], self.log_var(c)[:, None])
 
 
+class StandardGenerator(nn.Module):
+    """The vanilla VAE's prior N(0, I), whatever c."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+
+    def forward(self, c: Tensor) -> Prior:
+        zeros = c.new_zeros(c.shape[0], 1, self.latent_dim)
+        return Prior(c.new_ones(c.shape[0], 1), zeros, zeros)
+
+
 class MixtureGenerator(nn.Module):
     """c -> Dense tanh -> softmax weights, means and log variances of K components (Table 5)."""
 
@@ -154,6 +166,8 @@ class VAERegression(nn.Module):
         self.decoder = Decoder(config)
         if config.prior == "gaussian":
             self.generator: nn.Module = GaussianGenerator(config.n_properties, config.latent_dim)
+        elif config.prior == "standard":
+            self.generator = StandardGenerator(config.latent_dim)
         else:
             self.generator = MixtureGenerator(config.n_properties, config.latent_dim, config.components, config.generator_hidden)
 
