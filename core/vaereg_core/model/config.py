@@ -162,6 +162,9 @@ class TrainConfig:
         Override the dataset's recorded split seed (repeated random splits).
     max_train_samples : int or None
         Use only the first samples of the training split (quick runs).
+    channels_last : bool
+        Use the channels_last_3d memory format (1.4x faster training steps on CPU,
+        benchmarks/bench_model.py).
     """
 
     seed: int = 0
@@ -175,6 +178,7 @@ class TrainConfig:
     split_seed: int | None = None
     max_train_samples: int | None = None
     num_workers: int = 0
+    channels_last: bool = True
 
 
 @dataclass(frozen=True)

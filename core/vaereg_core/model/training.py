@@ -188,7 +188,8 @@ class Trainer:
         self.ranges = {n: (float(train_props[:, j].min()), float(train_props[:, j].max())) for j, n in enumerate(names)}
         self.metadata = dict(metadata or {})
         torch.manual_seed(config.train.seed)
-        self.network = KINDS[kind](config.model).to(self.device)
+        self.memory_format = torch.channels_last_3d if config.train.channels_last else torch.contiguous_format
+        self.network = KINDS[kind](config.model).to(self.device, memory_format=self.memory_format)
         self.loss = VAERegLoss(config.loss).to(self.device)
         t = config.train
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=t.learning_rate, betas=t.betas)
@@ -255,13 +256,16 @@ class Trainer:
 
         return tqdm(loader, desc=desc, unit="batch", leave=False, file=sys.stderr, dynamic_ncols=True)
 
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.device).contiguous(memory_format=self.memory_format)
+
     def train_epoch(self) -> dict[str, float]:
         """One pass over the training split; returns mean loss terms."""
         self.network.train()
         torch.manual_seed(_epoch_seed(self.config.train.seed, self.epoch, 2))
         sums, n = dict.fromkeys(TERMS, 0.0), 0
         for x, y in self._batches(self.train_set, True, f"epoch {self.epoch + 1}"):
-            x, y = x.to(self.device), self.scaler.transform(y.to(self.device))
+            x, y = self._to_device(x), self.scaler.transform(y.to(self.device))
             terms = compute_loss(self.network, self.loss, x, y)
             self.optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
@@ -278,7 +282,7 @@ class Trainer:
         sums, n = dict.fromkeys(TERMS, 0.0), 0
         errors = []
         for x, c in self._batches(self.val_set, False, "validate"):
-            x, c = x.to(self.device), c.to(self.device)
+            x, c = self._to_device(x), c.to(self.device)
             terms = compute_loss(self.network, self.loss, x, self.scaler.transform(c))
             for k, v in zip(TERMS, terms):
                 sums[k] += float(v.detach()) * len(x)
