@@ -143,3 +143,26 @@ def test_cli_inverse_and_refine_end_to_end(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     r = vaereg("inverse", "--model", tmp_path / "missing.pt", "--target", "C11=40", "--out", tmp_path / "x")
     assert r.returncode == 2 and "missing.pt" in r.stderr
+
+
+def test_latent_map_of_a_dataset_saves_and_projects_candidates(tmp_path, model):
+    from model_helpers import write_synthetic_dataset
+    from vaereg_core.dataset import MicrostructureDataset
+    from vaereg_core.inverse import LatentMap, latent_map
+
+    data = write_synthetic_dataset(tmp_path / "synthetic.h5")
+    dataset = MicrostructureDataset(data, split="train")
+    calls = []
+    m = latent_map(model, dataset, max_structures=40, progress=lambda d, n: calls.append((d, n)))
+    assert m.latents.shape == (40, model.latent_dim) and m.properties.shape == (40, 6)
+    assert calls[-1] == (40, 40)
+    full = latent_map(model, MicrostructureDataset(data, split="val"))
+    # Each row is the model's encoding of that structure.
+    val = MicrostructureDataset(data, split="val")
+    np.testing.assert_allclose(full.latents[3], model.encode(val.voxels(3))[0], rtol=1e-5, atol=1e-6)
+    path = m.save(tmp_path / "map.npz")
+    again = LatentMap.load(path)
+    np.testing.assert_allclose(again.coordinates, m.coordinates, atol=1e-5)
+    assert again.property_names == m.property_names
+    points = m.project(np.stack([c.z for c in candidates(model, target_for(model))]))
+    assert points.shape == (3, 2) and np.all(np.isfinite(points))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -78,3 +81,55 @@ class LatentMap:
         scores = scores.copy()
         scores[:2] = point
         return self.pca.inverse_transform(scores[None])[0]
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Store the latent means and properties (the PCA is refitted on load: it is cheap and exact)."""
+        from vaereg_core.voxel_io import atomic_paths
+
+        path = Path(path)
+        with atomic_paths(path, overwrite=True) as (temp,):
+            with open(temp, "wb") as f:
+                np.savez_compressed(f, latents=self.latents.astype(np.float32), properties=self.properties.astype(np.float32), names=np.array(self.property_names))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "LatentMap":
+        """Inverse of :meth:`save`."""
+        with np.load(path, allow_pickle=False) as f:
+            return cls.fit(f["latents"], f["properties"], tuple(str(n) for n in f["names"]))
+
+
+def latent_map(
+    model,
+    dataset,
+    *,
+    max_structures: int | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> LatentMap:
+    """Encode a dataset's structures with the model and fit the PCA map.
+
+    Parameters
+    ----------
+    model : vaereg_core.model.inference.LoadedModel
+        A VAE-Regression model.
+    dataset : vaereg_core.dataset.MicrostructureDataset
+        Usually the training split, with the model's properties.
+    max_structures : int, optional
+        Encode a random subset of this size (seeded) to save time.
+    progress : callable(done, total), optional
+        Called after each batch.
+    """
+    rows = np.arange(len(dataset))
+    if max_structures is not None and max_structures < rows.size:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_structures, replace=False))
+    latents = []
+    batch = 32
+    for start in range(0, rows.size, batch):
+        chunk = rows[start : start + batch]
+        voxels = np.stack([dataset.voxels(int(i)) for i in chunk])
+        latents.append(np.atleast_2d(model.encode(voxels)[0]))
+        if progress is not None:
+            progress(min(start + batch, rows.size), rows.size)
+    properties = dataset.properties.numpy()[rows]
+    return LatentMap.fit(np.concatenate(latents), properties, tuple(dataset.property_names))
