@@ -93,7 +93,6 @@ def open_window(qtbot, folder: Path):
 
     window = MainWindow(private_settings(folder))
     qtbot.addWidget(window)
-    window.resize(1200, 800)
     window.show()
     qtbot.waitExposed(window)
     return window

@@ -132,6 +132,26 @@ class ViewPanel(QWidget):
                 grid.addWidget(button, row, column)
         layout.addWidget(display_box)
         layout.addStretch(1)
+        viewer.optionsChanged.connect(self.sync)
+
+    def sync(self) -> None:
+        """Show the viewer's current options (after a change made elsewhere, e.g. by a script)."""
+        options = self.viewer.options
+        for widget, setter, value in (
+            (self.show_surface, self.show_surface.setChecked, options.show_surface),
+            (self.style_combo, self.style_combo.setCurrentIndex, 0 if options.smooth else 1),
+            (self.opacity, self.opacity.setValue, options.opacity),
+            (self.show_slices, self.show_slices.setChecked, options.show_slices),
+            (self.show_axes, self.show_axes.setChecked, options.show_axes),
+            (self.show_scale, self.show_scale.setChecked, options.show_scale),
+        ):
+            widget.blockSignals(True)
+            setter(value)
+            widget.blockSignals(False)
+        self.hard_colour.set_colour(options.hard_colour)
+        self.soft_colour.set_colour(options.soft_colour)
+        for slider in self.slice_sliders:
+            slider.setEnabled(options.show_slices)
 
     def structure_changed(self) -> None:
         """Fit the slice sliders to the viewer's structure."""

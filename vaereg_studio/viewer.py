@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pyvista as pv
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 from pyvistaqt import QtInteractor
 
@@ -84,7 +85,14 @@ class VoxelViewer(QWidget):
         Initial drawing options.
     parent : QWidget, optional
         Qt parent.
+
+    Signals
+    -------
+    optionsChanged
+        A drawing option changed (so controls showing it can follow).
     """
+
+    optionsChanged = Signal()
 
     def __init__(self, options: ViewOptions | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -158,6 +166,7 @@ class VoxelViewer(QWidget):
         if soft is not None:
             self.options.soft_colour = soft
         self._draw_slices()
+        self.optionsChanged.emit()
         self.render()
 
     def set_opacity(self, opacity: float) -> None:
@@ -165,6 +174,7 @@ class VoxelViewer(QWidget):
         self.options.opacity = opacity
         if "hard_phase" in self.plotter.actors:
             self.plotter.actors["hard_phase"].prop.opacity = opacity
+        self.optionsChanged.emit()
         self.render()
 
     def set_surface_visible(self, visible: bool) -> None:
@@ -172,12 +182,14 @@ class VoxelViewer(QWidget):
         self.options.show_surface = visible
         if "hard_phase" in self.plotter.actors:
             self.plotter.actors["hard_phase"].SetVisibility(visible)
+        self.optionsChanged.emit()
         self.render()
 
     def set_slices_visible(self, visible: bool) -> None:
         """Show or hide the three orthogonal slices."""
         self.options.show_slices = visible
         self._draw_slices()
+        self.optionsChanged.emit()
         self.render()
 
     def set_slice_index(self, axis: int, index: int) -> None:
@@ -200,12 +212,14 @@ class VoxelViewer(QWidget):
         """Show or hide the orientation axes."""
         self.options.show_axes = visible
         self._apply_axes()
+        self.optionsChanged.emit()
         self.render()
 
     def set_scale_visible(self, visible: bool) -> None:
         """Show or hide the ruled bounding box (voxel units)."""
         self.options.show_scale = visible
         self._apply_scale()
+        self.optionsChanged.emit()
         self.render()
 
     def set_camera(self, preset: str, render: bool = True) -> None:
@@ -213,10 +227,13 @@ class VoxelViewer(QWidget):
         if preset not in CAMERA_PRESETS:
             raise ValueError(f"unknown camera preset {preset!r}; use one of {', '.join(CAMERA_PRESETS)}")
         if preset == "isometric":
-            self.plotter.view_isometric(render=False)
+            direction, up = np.ones(3), (0.0, 0.0, 1.0)
         else:
-            view = {"x": self.plotter.view_yz, "y": self.plotter.view_xz, "z": self.plotter.view_xy}[preset[1]]
-            view(negative=preset[0] == "-", render=False)
+            direction = np.eye(3)[AXES.index(preset[1])] * (1.0 if preset[0] == "+" else -1.0)
+            up = (0.0, 1.0, 0.0) if preset[1] == "z" else (0.0, 0.0, 1.0)
+        centre = np.array(self.voxels.shape) / 2.0 if self.voxels is not None else np.zeros(3)
+        # Camera at +direction from the centre, looking back at it; reset_camera fits the distance.
+        self.plotter.camera_position = [tuple(centre + direction), tuple(centre), up]
         self.plotter.reset_camera(render=False)
         if render:
             self.render()
