@@ -1,0 +1,113 @@
+"""Benchmark the desktop app: start to first rendered structure, surface extraction, frame time.
+
+Run: ``.venv/bin/python benchmarks/bench_app.py [--launches 4] [--frames 10]``. Without
+a display it re-runs itself under ``xvfb-run`` (1280x1024x24, Mesa's llvmpipe).
+
+- *start → first render*: wall time from starting ``python`` to the bundled sample
+  drawn in the window (process start, imports, window, reading, surface, first
+  render). The first launch is "cold" (whatever the OS has not cached yet); the
+  median of the others is "warm".
+- *surface*: hard-phase surface extraction of the 51³ sample (worker-thread work).
+- *frame*: median time of one ``render()`` of the 51³ sample in the 3-D view at
+  the window's size, for the smooth and the blocky surface and with slices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+CHILD = """
+import sys, time
+from PySide6.QtCore import QSettings, QTimer
+from vaereg_studio.__main__ import launch
+window = launch([], settings=QSettings(sys.argv[1], QSettings.Format.IniFormat))
+def shown(structure):
+    print(f"SHOWN {time.time():.6f}", flush=True)
+    QTimer.singleShot(0, window.close)
+window.structureShown.connect(shown)
+from PySide6.QtWidgets import QApplication
+QApplication.instance().exec()
+"""
+
+
+def launch_seconds(settings: str) -> float:
+    """Seconds from starting a new app process to its first rendered structure."""
+    start = time.time()
+    out = subprocess.run([sys.executable, "-c", CHILD, settings], capture_output=True, text=True, timeout=300)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("SHOWN ")]
+    if not lines:
+        raise RuntimeError(f"the app did not show the sample:\n{out.stdout}\n{out.stderr}")
+    return float(lines[0].split()[1]) - start
+
+
+def in_process(frames: int) -> list[tuple[str, float]]:
+    """Surface extraction and frame times in one window."""
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from vaereg_core.resources import default_sample_path
+    from vaereg_studio.main_window import MainWindow
+    from vaereg_studio.structure import read_structure, surface_mesh
+
+    app = QApplication.instance() or QApplication([])
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        window = MainWindow(QSettings(os.path.join(folder, "s.ini"), QSettings.Format.IniFormat))
+        window.show()
+        app.processEvents()
+        structure = read_structure(default_sample_path())
+        for smooth in (True, False):
+            t = time.perf_counter()
+            surface = surface_mesh(structure.voxels, smooth)
+            label = "smooth" if smooth else "blocky"
+            rows.append((f"surface 51^3 {label} ({surface.n_cells} triangles)", time.perf_counter() - t))
+            window.viewer.options.smooth = smooth
+            window.show_structure(structure, surface)
+            rows.append((f"frame 51^3 {label} {window.viewer.plotter.window_size}", median_render(window, frames)))
+        window.viewer.set_slices_visible(True)
+        window.viewer.set_opacity(0.3)
+        rows.append(("frame 51^3 blocky + 3 slices, opacity 0.3", median_render(window, frames)))
+        window.close()
+    return rows
+
+
+def median_render(window, frames: int) -> float:
+    """Median seconds per ``render()``, the camera turning a little each frame."""
+    times = []
+    for _ in range(frames):
+        window.viewer.plotter.camera.azimuth += 3
+        window.viewer.render()
+        times.append(window.viewer.last_render_s)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--launches", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=10)
+    args = parser.parse_args()
+    if not os.environ.get("DISPLAY") and shutil.which("xvfb-run") and not os.environ.get("BENCH_APP_XVFB"):
+        env = {**os.environ, "BENCH_APP_XVFB": "1"}
+        cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", sys.executable, *sys.argv]
+        sys.exit(subprocess.call(cmd, env=env))
+    with tempfile.TemporaryDirectory() as folder:
+        settings = os.path.join(folder, "settings.ini")
+        launches = [launch_seconds(settings) for _ in range(args.launches)]
+    rows = [("start -> first render, cold (1st launch)", launches[0])]
+    if len(launches) > 1:
+        rows.append((f"start -> first render, warm (median of {len(launches) - 1})", statistics.median(launches[1:])))
+    rows += in_process(args.frames)
+    print(f"{'measure':<58}{'ms':>9}")
+    for name, seconds in rows:
+        print(f"{name:<58}{1e3 * seconds:>9.0f}")
+
+
+if __name__ == "__main__":
+    main()
