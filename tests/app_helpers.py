@@ -91,7 +91,7 @@ def open_window(qtbot, folder: Path):
     """A shown main window with private settings in ``folder``; closed by qtbot at teardown."""
     from vaereg_studio.main_window import MainWindow
 
-    window = MainWindow(private_settings(folder))
+    window = MainWindow(private_settings(folder), load_default_model=False)
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)

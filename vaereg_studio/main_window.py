@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from superqt.utils import WorkerBase, create_worker
 from vaereg_core import voxel_io
 from vaereg_core.errors import NotBinaryError
 from vaereg_core.resources import default_model_path, default_sample_path
+from vaereg_studio import model_state
 from vaereg_studio import APP_NAME, ORGANIZATION, __version__
 from vaereg_studio.dialogs import ask_threshold, confirm_overwrite, describe_exception, show_about, show_error
 from vaereg_studio.panels import StructurePanel, UnavailablePanel, ViewPanel
@@ -37,16 +37,6 @@ OPEN_FILTER = (
 )
 
 
-def model_status() -> str:
-    """Why no model is loaded, in one sentence (the model code lands in a later version)."""
-    if importlib.util.find_spec("vaereg_core.model") is None:
-        return "No model loaded: this version has no model code yet."
-    path = default_model_path()
-    if not path.is_file():
-        return f"No model loaded: no model file at {path}."
-    return f"No model loaded: loading {path.name} is not wired into the app yet."
-
-
 def output_paths(path: Path) -> list[Path]:
     """Files an export to ``path`` creates (the data file and, for .raw/.npy, its JSON sidecar)."""
     if path.suffix.lower() in (".raw", ".npy"):
@@ -62,6 +52,8 @@ class MainWindow(QMainWindow):
     settings : QSettings, optional
         Where layout, recent files and folders are kept (tests give an INI
         file); the user's settings by default.
+    load_default_model : bool
+        Load the bundled model (on a worker) when it exists.
     parent : QWidget, optional
         Qt parent.
 
@@ -73,18 +65,26 @@ class MainWindow(QMainWindow):
         An error dialog was opened (title, message).
     exported(Path)
         A file was written by an export.
+    modelLoaded(object)
+        A model was loaded.
+    predicted(str)
+        The predicted-properties text for the shown structure was filled in.
     """
 
     structureShown = Signal(object)
+    modelLoaded = Signal(object)
+    predicted = Signal(str)
     errorShown = Signal(str, str)
     exported = Signal(object)
 
-    def __init__(self, settings: QSettings | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, settings: QSettings | None = None, load_default_model: bool = True, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("mainWindow")
         self.setWindowTitle(APP_NAME)
         self.settings = AppSettings(settings if settings is not None else QSettings(ORGANIZATION, APP_NAME))
         self.structure: Structure | None = None
+        self.model: Any = None
+        self.model_description = model_state.no_model_reason()
         self._workers: set[WorkerBase] = set()
         self._load_token = 0
         self.setAcceptDrops(True)
@@ -94,12 +94,9 @@ class MainWindow(QMainWindow):
         self.view_panel = ViewPanel(self.viewer)
         self.view_panel.smoothChanged.connect(self.set_smooth)
         self.structure_panel = StructurePanel()
-        reason = model_status()
-        self.structure_panel.set_model_status(reason)
-        self.target_panel = UnavailablePanel("Target properties and candidates", "a trained model")
-        self.latent_panel = UnavailablePanel("Latent explorer and annealing", "a trained model")
-        for panel in (self.target_panel, self.latent_panel):
-            panel.set_reason(reason)
+        self.target_panel = UnavailablePanel("Target properties and candidates", "a trained VAE-Regression model")
+        self.latent_panel = UnavailablePanel("Latent explorer and annealing", "a trained VAE-Regression model and its training data")
+        self._show_model_state()
         self.docks = {
             "view": self._add_dock("View", "viewDock", self.view_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
             "structure": self._add_dock("Structure", "structureDock", self.structure_panel, Qt.DockWidgetArea.RightDockWidgetArea),
@@ -115,6 +112,8 @@ class MainWindow(QMainWindow):
         self.resize(1200, 800)
         self.settings.restore_window(self)
         self._update_actions()
+        if load_default_model and model_state.model_code_available() and default_model_path().is_file():
+            self.open_model(default_model_path())
 
     # ------------------------------------------------------------------ building
 
@@ -153,6 +152,9 @@ class MainWindow(QMainWindow):
         file_menu.addMenu(self.recent_menu)
         self.open_sample_action = self._action("Open &Bundled Sample", self.open_default_sample, tip="Open the bundled sample structure")
         file_menu.addAction(self.open_sample_action)
+        self.open_model_action = self._action("Open &Model…", self.open_model_dialog, "Ctrl+M", "Load a trained model file (.pt)")
+        self.open_model_action.setEnabled(model_state.model_code_available())
+        file_menu.addAction(self.open_model_action)
         file_menu.addSeparator()
         self.export_action = self._action("&Export Structure…", self.export_structure_dialog, "Ctrl+E", "Write the voxels to .vti/.npy/.npz/.h5/.tif/.raw")
         self.export_stl_action = self._action("Export &Surface (STL)…", self.export_surface_dialog, "Ctrl+Shift+E", "Write the hard-phase surface for 3-D printing")
@@ -288,6 +290,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Opened {structure.name} ({self.viewer.last_render_s * 1000:.0f} ms per frame)", 5000)
         self._update_actions()
         self.structureShown.emit(structure)
+        self._predict()
 
     def set_smooth(self, smooth: bool) -> None:
         """Switch between the smooth and the blocky surface (recomputed on a worker)."""
@@ -301,6 +304,56 @@ class MainWindow(QMainWindow):
                 self.viewer.set_surface(surface)
 
         self.run_worker(surface_mesh, voxels, smooth, on_result=done, on_error=lambda e: self.report_error("Cannot draw the surface.", e))
+
+    # ------------------------------------------------------------------ model
+
+    def open_model_dialog(self) -> None:
+        """Ask for a model file and load it."""
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", self.settings.last_dir("model"), "VAEReg Studio model (*.pt);;All files (*)")
+        if path:
+            self.open_model(path)
+
+    def open_model(self, path: str | Path) -> None:
+        """Load a model on a worker; the current model stays if it fails."""
+        path = Path(path)
+        self.statusBar().showMessage(f"Loading model {path.name}…")
+
+        def loaded(model: Any) -> None:
+            self.model = model
+            self.model_description = model_state.describe(model, path)
+            self.settings.set_last_dir("model", path)
+            self.statusBar().showMessage(f"Model {path.name} loaded", 5000)
+            self._show_model_state()
+            self.modelLoaded.emit(model)
+            self._predict()
+
+        self.run_worker(model_state.load, path, on_result=loaded, on_error=lambda e: self.report_error(f"Cannot load the model {path.name}.", e))
+
+    def _show_model_state(self) -> None:
+        if self.model is None:
+            self.structure_panel.set_model_status(self.model_description)
+            reason = self.model_description
+        else:
+            self.structure_panel.model_grid = self.model.grid
+            if self.structure is not None:
+                self.structure_panel.show_structure(self.structure)  # re-check the grid against the model's
+            reason = f"Model: {self.model_description}<br>This panel is not built yet in this version."
+        for panel in (self.target_panel, self.latent_panel):
+            panel.set_reason(reason)
+
+    def _predict(self) -> None:
+        """Fill in the predicted properties of the shown structure (on a worker)."""
+        if self.model is None or self.structure is None:
+            return
+        structure, model = self.structure, self.model
+        self.structure_panel.set_model_status("Predicting…")
+
+        def done(text: str) -> None:
+            if self.structure is structure and self.model is model:
+                self.structure_panel.set_model_status(text)
+                self.predicted.emit(text)
+
+        self.run_worker(model_state.prediction_text, model, structure.voxels, on_result=done, on_error=lambda e: self.report_error("The model could not predict.", e))
 
     # ------------------------------------------------------------------ drag and drop
 
@@ -418,7 +471,7 @@ class MainWindow(QMainWindow):
 
     def show_about(self) -> None:
         """The About box, naming the loaded model."""
-        show_about(self, model_status())
+        show_about(self, self.model_description)
 
     def reset_layout(self) -> None:
         """Put every panel back where it starts."""

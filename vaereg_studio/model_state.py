@@ -1,0 +1,63 @@
+"""Which model the app has, in words for the panels and the About box (Qt-free)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaereg_core.resources import default_model_path
+
+
+def model_code_available() -> bool:
+    """Whether this installation has the model code (``vaereg_core.model.inference``)."""
+    return importlib.util.find_spec("vaereg_core.model") is not None and importlib.util.find_spec("vaereg_core.model.inference") is not None
+
+
+def no_model_reason() -> str:
+    """Why no model is loaded, in one sentence."""
+    if not model_code_available():
+        return "No model loaded: this version has no model code."
+    path = default_model_path()
+    if not path.is_file():
+        return f"No model loaded: no bundled model at {path}. Use File → Open Model…"
+    return "No model loaded."
+
+
+def load(path: str | os.PathLike) -> Any:
+    """Load a model file for inference (worker thread; imports torch).
+
+    Raises
+    ------
+    vaereg_core.errors.ModelFileError
+        Missing, truncated, foreign or corrupted file.
+    """
+    from vaereg_core.model.inference import load_model
+
+    return load_model(path)
+
+
+def describe(model: Any, path: Path) -> str:
+    """One paragraph naming the model: file, kind, properties, K, latent size, grid, training data."""
+    config = model.file.config
+    data = model.file.metadata.get("data", "unrecorded data")
+    parts = [
+        f"{path.name} ({config.name}, {model.file.kind})",
+        f"predicts {', '.join(model.property_names)} in {model.units}",
+        f"{config.model.prior} prior, K = {config.model.n_components}",
+        f"latent dimension {model.latent_dim}, grid {model.grid}³",
+        f"trained on {Path(str(data)).name} (subset {config.train.subset})",
+    ]
+    return "; ".join(parts) + "."
+
+
+def prediction_text(model: Any, voxels: np.ndarray) -> str:
+    """The model's prediction for ``voxels`` as ``name = mean ± std GPa`` lines (worker thread)."""
+    if voxels.shape != (model.grid,) * 3:
+        shape = " × ".join(str(n) for n in voxels.shape)
+        return f"The model takes {model.grid}³ structures; this one is {shape}, so there is no prediction."
+    mean, std = model.predict(voxels)
+    return "\n".join(f"{name} = {m:.1f} ± {s:.1f} {model.units}" for name, m, s in zip(model.property_names, mean, std))
