@@ -133,3 +133,19 @@ def test_command_line_without_file_opens_the_bundled_sample(qtbot, tmp_path, mon
     qtbot.addWidget(window)
     qtbot.waitUntil(lambda: window.structure is not None, timeout=TIMEOUT_MS)
     assert window.structure.path == default_sample_path()
+
+
+def test_stack_of_structures_asks_which_one(qtbot, tmp_path, monkeypatch):
+    import h5py
+
+    stack = np.stack([small_structure(12, seed=s) for s in (1, 2, 3)])
+    path = tmp_path / "stack.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("microstructures", data=stack)
+    window = open_window(qtbot, tmp_path)
+    asked = []
+    monkeypatch.setattr("vaereg_studio.main_window.ask_index", lambda parent, name, count: asked.append(count) or 2)
+    open_and_wait(qtbot, window, path)
+    assert asked == [3]
+    np.testing.assert_array_equal(window.structure.voxels, stack[2])
+    assert window.structure.name == "stack.h5 [2]"

@@ -65,6 +65,12 @@ def ask_threshold(parent: QWidget | None, reason: str) -> float | None:
     return value if ok else None
 
 
+def ask_index(parent: QWidget | None, name: str, count: int) -> int | None:
+    """Ask which structure of a stack of ``count`` to open; ``None`` if the user cancels."""
+    value, ok = QInputDialog.getInt(parent, "Stack of structures", f"{name} holds {count} structures. Open which one?", 0, 0, count - 1)
+    return value if ok else None
+
+
 def confirm_overwrite(parent: QWidget | None, paths: Sequence[Path]) -> bool:
     """Ask before replacing existing files; ``True`` to replace."""
     names = "\n".join(str(p) for p in paths)

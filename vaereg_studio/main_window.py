@@ -16,10 +16,10 @@ from vaereg_core.errors import NotBinaryError
 from vaereg_core.resources import default_model_path, default_sample_path
 from vaereg_studio import model_state
 from vaereg_studio import APP_NAME, ORGANIZATION, __version__
-from vaereg_studio.dialogs import ask_threshold, confirm_overwrite, describe_exception, show_about, show_error
+from vaereg_studio.dialogs import ask_index, ask_threshold, confirm_overwrite, describe_exception, show_about, show_error
 from vaereg_studio.panels import StructurePanel, UnavailablePanel, ViewPanel
 from vaereg_studio.settings import AppSettings
-from vaereg_studio.structure import Structure, export_metadata, read_structure, surface_mesh
+from vaereg_studio.structure import Structure, export_metadata, read_structure, stack_size, surface_mesh
 from vaereg_studio.viewer import VoxelViewer
 
 FORMAT_NAMES = {
@@ -248,15 +248,19 @@ class MainWindow(QMainWindow):
             return
         self.open_file(path)
 
-    def open_file(self, path: str | Path, threshold: float | None = None) -> None:
-        """Read ``path`` and its surface on a worker, then show it; the current structure stays on failure."""
+    def open_file(self, path: str | Path, threshold: float | None = None, index: int | None = None) -> None:
+        """Read ``path`` and its surface on a worker, then show it; the current structure stays on failure.
+
+        Grey-scale data ask for an explicit threshold, and a stack of structures
+        (HDF5 dataset) for the index of the one to open.
+        """
         path = Path(path)
         self._load_token += 1
         token, smooth = self._load_token, self.viewer.options.smooth
         self.statusBar().showMessage(f"Opening {path.name}…")
 
         def load() -> tuple[Structure, Any]:
-            structure = read_structure(path, threshold=threshold)
+            structure = read_structure(path, threshold=threshold, index=index)
             return structure, surface_mesh(structure.voxels, smooth)
 
         def loaded(result: tuple[Structure, Any]) -> None:
@@ -271,7 +275,13 @@ class MainWindow(QMainWindow):
             if isinstance(exc, NotBinaryError):
                 chosen = ask_threshold(self, exc.reason)
                 if chosen is not None:
-                    self.open_file(path, threshold=chosen)
+                    self.open_file(path, threshold=chosen, index=index)
+                    return
+            count = stack_size(exc) if index is None else None
+            if count:
+                chosen_index = ask_index(self, path.name, count)
+                if chosen_index is not None:
+                    self.open_file(path, threshold=threshold, index=chosen_index)
                     return
             self.report_error(f"Cannot open {path.name}.", exc)
 

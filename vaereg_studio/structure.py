@@ -7,6 +7,7 @@ from :mod:`vaereg_core`.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,18 @@ def read_structure(path: str | os.PathLike, threshold: float | None = None, inde
     """
     path = Path(path)
     voxels, metadata = voxel_io.read_voxel_file(path, index=index, threshold=threshold)
-    return Structure(voxels=voxels, name=path.name, path=path, metadata=metadata, threshold=threshold)
+    name = path.name if index is None else f"{path.name} [{index}]"
+    return Structure(voxels=voxels, name=name, path=path, metadata=metadata, threshold=threshold)
+
+
+def stack_size(error: Exception) -> int | None:
+    """The number of structures when ``error`` says a stack needs an index, else ``None``.
+
+    Relies on the reason :func:`vaereg_core.voxel_io.read_voxel_file` gives
+    (tested in test_app_window.py, so a change of wording is noticed).
+    """
+    match = re.search(r"holds a stack of (\d+) structures", str(error))
+    return int(match.group(1)) if match else None
 
 
 def surface_mesh(voxels: np.ndarray, smooth: bool):
