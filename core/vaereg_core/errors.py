@@ -64,3 +64,17 @@ class ModelFileError(VaeRegError):
         self.path = os.fspath(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class SolverCancelled(VaeRegError):
+    """A physics solve was stopped by its cancel callback.
+
+    Parameters
+    ----------
+    iterations : int
+        Iterations done before stopping.
+    """
+
+    def __init__(self, iterations: int) -> None:
+        self.iterations = iterations
+        super().__init__(f"homogenisation cancelled after {iterations} iterations")
