@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "vaereg_core.cli.dataset",
     "vaereg_core.cli.model",
     "vaereg_core.cli.inverse",
+    "vaereg_core.cli.physics",
 )
 
 
