@@ -11,7 +11,7 @@ Examples
 >>> from vaereg_core.physics.phases import DEFAULT_HARD, DEFAULT_SOFT
 >>> lo, hi = hashin_shtrikman_bulk(DEFAULT_HARD, DEFAULT_SOFT, 0.5)
 >>> round(lo, 3), round(hi, 3)
-(7.115, 35.549)
+(5.031, 29.665)
 """
 
 from __future__ import annotations
