@@ -166,3 +166,22 @@ def test_latent_map_of_a_dataset_saves_and_projects_candidates(tmp_path, model):
     assert again.property_names == m.property_names
     points = m.project(np.stack([c.z for c in candidates(model, target_for(model))]))
     assert points.shape == (3, 2) and np.all(np.isfinite(points))
+
+
+def test_validation_against_physics_and_its_cancellation(model):
+    from vaereg_core.errors import Cancelled
+    from vaereg_core.inverse.design import validate
+    from vaereg_core.microstructure import generate
+    from vaereg_core.physics import homogenize
+
+    voxels = generate(seed=0, field_index=0, filter_index=21, volume_fraction=0.5, size=15)
+    target = target_for(model)
+    v = validate(voxels, target)
+    exact = homogenize(voxels, constants="normal").constants
+    for name in target.names:
+        assert v.constants[name] == pytest.approx(exact[name], rel=1e-4)
+        assert v.relative_error[name] == pytest.approx(abs(exact[name] - target.as_dict()[name]) / target.as_dict()[name], rel=1e-3)
+    assert v.mean_relative_error == pytest.approx(np.mean(list(v.relative_error.values())))
+    assert v.solver["discretization"] == "rotated"
+    with pytest.raises(Cancelled):
+        validate(voxels, target, cancel=lambda: True)

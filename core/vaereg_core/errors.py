@@ -66,7 +66,11 @@ class ModelFileError(VaeRegError):
         super().__init__(f"{self.path}: {reason}")
 
 
-class SolverCancelled(VaeRegError):
+class Cancelled(VaeRegError):
+    """A long computation was stopped by its cancel token."""
+
+
+class SolverCancelled(Cancelled):
     """A physics solve was stopped by its cancel callback.
 
     Parameters

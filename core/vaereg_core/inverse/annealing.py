@@ -15,12 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from vaereg_core.errors import VaeRegError
+from vaereg_core.errors import Cancelled
 
-
-class Cancelled(VaeRegError):
-    """A long computation was stopped by its cancel token."""
-
+__all__ = ["AnnealResult", "AnnealSettings", "Cancelled", "State", "anneal_latent"]
 
 @dataclass(frozen=True)
 class AnnealSettings:

@@ -17,7 +17,8 @@ from typing import Callable
 import numpy as np
 
 from vaereg_core.descriptors import volume_fraction
-from vaereg_core.inverse.annealing import AnnealResult, AnnealSettings, Cancelled, anneal_latent
+from vaereg_core.errors import Cancelled
+from vaereg_core.inverse.annealing import AnnealResult, AnnealSettings, anneal_latent
 from vaereg_core.inverse.targets import Target, TargetError
 
 
@@ -166,9 +167,9 @@ def validate(
 ) -> Validation:
     """Compute a structure's properties with the FFT solver and compare them with the target.
 
-    ``cancel`` is polled by the solver every iteration (raises
-    :class:`~vaereg_core.inverse.annealing.Cancelled` through the solver's own
-    cancellation error). ``solver_options`` go to
+    ``cancel`` is polled by the solver every iteration; cancelling raises
+    :class:`~vaereg_core.errors.SolverCancelled` (a
+    :class:`~vaereg_core.errors.Cancelled`). ``solver_options`` go to
     :func:`vaereg_core.physics.homogenize`.
     """
     from vaereg_core.physics import homogenize
