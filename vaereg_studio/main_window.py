@@ -6,9 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, QStandardPaths, Qt, QThreadPool, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QProgressBar, QWidget
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QWidget
 from superqt.utils import WorkerBase, create_worker
 
 from vaereg_core import voxel_io
@@ -16,8 +16,11 @@ from vaereg_core.errors import NotBinaryError
 from vaereg_core.resources import default_model_path, default_sample_path
 from vaereg_studio import model_state
 from vaereg_studio import APP_NAME, ORGANIZATION, __version__
+from vaereg_studio.design_state import TrainingData, model_identity, training_data
 from vaereg_studio.dialogs import ask_index, ask_threshold, confirm_overwrite, describe_exception, show_about, show_error
-from vaereg_studio.panels import StructurePanel, UnavailablePanel, ViewPanel
+from vaereg_studio.latent_panel import LatentPanel
+from vaereg_studio.panels import StructurePanel, ViewPanel
+from vaereg_studio.target_panel import TargetPanel
 from vaereg_studio.settings import AppSettings
 from vaereg_studio.structure import Structure, export_metadata, read_structure, stack_size, surface_mesh
 from vaereg_studio.viewer import VoxelViewer
@@ -84,7 +87,13 @@ class MainWindow(QMainWindow):
         self.settings = AppSettings(settings if settings is not None else QSettings(ORGANIZATION, APP_NAME))
         self.structure: Structure | None = None
         self.model: Any = None
+        self.model_path: Path | None = None
         self.model_description = model_state.no_model_reason()
+        self._model_context: tuple[TrainingData, str] | None = None
+        # Annealing runs, validations and surfaces go side by side: the pool's
+        # default (one thread per core) would queue a click behind two runs.
+        pool = QThreadPool.globalInstance()
+        pool.setMaxThreadCount(max(pool.maxThreadCount(), 8))
         self._workers: set[WorkerBase] = set()
         self._load_token = 0
         self.setAcceptDrops(True)
@@ -94,17 +103,22 @@ class MainWindow(QMainWindow):
         self.view_panel = ViewPanel(self.viewer)
         self.view_panel.smoothChanged.connect(self.set_smooth)
         self.structure_panel = StructurePanel()
-        self.target_panel = UnavailablePanel("Target properties and candidates", "a trained VAE-Regression model")
-        self.latent_panel = UnavailablePanel("Latent explorer and annealing", "a trained VAE-Regression model and its training data")
+        self.target_panel = TargetPanel(self)
+        self.latent_panel = LatentPanel(self, self.target_panel.target)
+        self.latent_panel.cache_dir = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.CacheLocation)) / "latent-maps"
+        self.target_panel.candidatesShown.connect(self.latent_panel.set_candidates)
         self._show_model_state()
         self.docks = {
             "view": self._add_dock("View", "viewDock", self.view_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
-            "structure": self._add_dock("Structure", "structureDock", self.structure_panel, Qt.DockWidgetArea.RightDockWidgetArea),
+            "structure": self._add_dock("Structure", "structureDock", self.structure_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
             "target": self._add_dock("Target properties", "targetDock", self.target_panel, Qt.DockWidgetArea.RightDockWidgetArea),
             "latent": self._add_dock("Latent explorer", "latentDock", self.latent_panel, Qt.DockWidgetArea.RightDockWidgetArea),
         }
         self.tabifyDockWidget(self.docks["target"], self.docks["latent"])
+        self.tabifyDockWidget(self.docks["view"], self.docks["structure"])
         self.docks["target"].raise_()
+        self.docks["view"].raise_()
+        self.resizeDocks([self.docks["target"]], [520], Qt.Orientation.Horizontal)
         self._default_state = self.saveState()
 
         self._build_status_bar()
@@ -126,9 +140,12 @@ class MainWindow(QMainWindow):
         return dock
 
     def _build_status_bar(self) -> None:
-        self.busy = QProgressBar()
-        self.busy.setRange(0, 0)
-        self.busy.setMaximumWidth(120)
+        # A static label, not an indeterminate QProgressBar: that animates
+        # forever, and with OpenGL views in the window every repaint composes
+        # the whole window (~35 ms per frame on llvmpipe), which kept the UI
+        # thread a third busy while any worker ran.
+        self.busy = QLabel()
+        self.busy.setObjectName("statusBusy")
         self.busy.hide()
         self.vf_label = QLabel("")
         self.vf_label.setObjectName("statusVolumeFraction")
@@ -212,13 +229,18 @@ class MainWindow(QMainWindow):
         worker.errored.connect(on_error)
         worker.finished.connect(lambda: self._worker_done(worker))
         self._workers.add(worker)
-        self.busy.show()
+        self._show_busy()
         worker.start()
         return worker
 
     def _worker_done(self, worker: WorkerBase) -> None:
         self._workers.discard(worker)
-        self.busy.setVisible(bool(self._workers))
+        self._show_busy()
+
+    def _show_busy(self) -> None:
+        count = len(self._workers)
+        self.busy.setText(f"working: {count} task{'s' if count > 1 else ''}")
+        self.busy.setVisible(bool(count))
 
     @property
     def is_busy(self) -> bool:
@@ -302,6 +324,22 @@ class MainWindow(QMainWindow):
         self.structureShown.emit(structure)
         self._predict()
 
+    def show_voxels(self, voxels: Any, name: str, metadata: dict[str, Any]) -> None:
+        """Show a structure made in the app (a candidate, a decoded point), its surface made on a worker.
+
+        ``metadata`` is its provenance (model, target, latent vector, ...),
+        shown in the structure panel and written with an export.
+        """
+        self._load_token += 1
+        token = self._load_token
+        structure = Structure(voxels=voxels, name=name, metadata=metadata)
+
+        def done(surface: Any) -> None:
+            if token == self._load_token:  # a later open supersedes this one
+                self.show_structure(structure, surface)
+
+        self.run_worker(surface_mesh, voxels, self.viewer.options.smooth, on_result=done, on_error=lambda e: self.report_error(f"Cannot show {name}.", e))
+
     def set_smooth(self, smooth: bool) -> None:
         """Switch between the smooth and the blocky surface (recomputed on a worker)."""
         self.viewer.options.smooth = smooth
@@ -328,8 +366,13 @@ class MainWindow(QMainWindow):
         path = Path(path)
         self.statusBar().showMessage(f"Loading model {path.name}…")
 
-        def loaded(model: Any) -> None:
-            self.model = model
+        def load() -> tuple[Any, TrainingData, str]:
+            model = model_state.load(path)
+            return model, training_data(tuple(model.property_names)), model_identity(path)
+
+        def loaded(result: tuple[Any, TrainingData, str]) -> None:
+            model, training, identity = result
+            self.model, self.model_path, self._model_context = model, path, (training, identity)
             self.model_description = model_state.describe(model, path)
             self.settings.set_last_dir("model", path)
             self.statusBar().showMessage(f"Model {path.name} loaded", 5000)
@@ -337,19 +380,21 @@ class MainWindow(QMainWindow):
             self.modelLoaded.emit(model)
             self._predict()
 
-        self.run_worker(model_state.load, path, on_result=loaded, on_error=lambda e: self.report_error(f"Cannot load the model {path.name}.", e))
+        self.run_worker(load, on_result=loaded, on_error=lambda e: self.report_error(f"Cannot load the model {path.name}.", e))
 
     def _show_model_state(self) -> None:
         if self.model is None:
             self.structure_panel.set_model_status(self.model_description)
-            reason = self.model_description
-        else:
-            self.structure_panel.model_grid = self.model.grid
-            if self.structure is not None:
-                self.structure_panel.show_structure(self.structure)  # re-check the grid against the model's
-            reason = f"Model: {self.model_description}<br>This panel is not built yet in this version."
-        for panel in (self.target_panel, self.latent_panel):
-            panel.set_reason(reason)
+            self.target_panel.set_model(None, self.model_description)
+            self.latent_panel.set_model(None, self.model_description)
+            return
+        self.structure_panel.model_grid = self.model.grid
+        if self.structure is not None:
+            self.structure_panel.show_structure(self.structure)  # re-check the grid against the model's
+        training, identity = self._model_context
+        description = f"Model: {self.model_description}"
+        self.target_panel.set_model(self.model, description, identity, training)
+        self.latent_panel.set_model(self.model, description, self.model_path, identity, training)
 
     def _predict(self) -> None:
         """Fill in the predicted properties of the shown structure (on a worker)."""
@@ -494,6 +539,9 @@ class MainWindow(QMainWindow):
         self.settings.save_window(self)
         self.settings.set_view_options(self.viewer.options)
         self.settings.sync()
+        self.latent_panel.cancel_all()
+        self.target_panel.cancel_validations()
         WorkerBase.await_workers(msecs=5000)
+        self.target_panel.close_views()
         self.viewer.close_plotter()
         super().closeEvent(event)

@@ -1,4 +1,4 @@
-"""Dock panels: view controls, structure information, and the model panels' placeholders."""
+"""Dock panels: view controls and structure information."""
 
 from __future__ import annotations
 
@@ -225,34 +225,6 @@ class StructurePanel(QWidget):
     def set_model_status(self, text: str) -> None:
         """What the predicted-properties box says when it has no prediction to show."""
         self.predicted.setText(text)
-
-
-class UnavailablePanel(QWidget):
-    """A panel that needs something not loaded yet (the model), saying so plainly.
-
-    Parameters
-    ----------
-    title : str
-        What the panel will do.
-    needs : str
-        What it waits for, e.g. "a trained model".
-    """
-
-    def __init__(self, title: str, needs: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        layout = QVBoxLayout(self)
-        self.message = QLabel()
-        self.message.setObjectName("unavailableMessage")
-        self.message.setWordWrap(True)
-        self.message.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        layout.addWidget(self.message)
-        layout.addStretch(1)
-        self.title, self.needs = title, needs
-        self.set_reason("No model loaded.")
-
-    def set_reason(self, reason: str) -> None:
-        """Explain why the panel is not available."""
-        self.message.setText(f"<b>{self.title}</b><p>{reason}</p><p>This panel needs {self.needs}.</p>")
 
 
 def format_metadata(metadata: dict[str, Any], max_items: int = 12) -> str:

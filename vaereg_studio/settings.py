@@ -54,6 +54,27 @@ class AppSettings:
         path = Path(path)
         self.store.setValue(f"dirs/{purpose}", str(path if path.is_dir() else path.parent))
 
+    # ---------------------------------------------------------------- panel values
+
+    def group_values(self, group: str, defaults: dict[str, Any]) -> dict[str, Any]:
+        """Stored values of a panel's controls, typed like ``defaults`` (which fill the gaps).
+
+        Keys absent from ``defaults`` are returned as stored (strings), so a
+        panel can keep per-property values whose names it learns later.
+        """
+        self.store.beginGroup(group)
+        stored = {key: self.store.value(key) for key in self.store.childKeys()}
+        self.store.endGroup()
+        values = dict(stored)
+        for key, default in defaults.items():
+            values[key] = _typed(stored.get(key), default)
+        return values
+
+    def set_group_values(self, group: str, values: dict[str, Any]) -> None:
+        """Store a panel's control values."""
+        for key, value in values.items():
+            self.store.setValue(f"{group}/{key}", value)
+
     # ---------------------------------------------------------------- view and window
 
     def view_options(self) -> ViewOptions:
@@ -92,3 +113,15 @@ class AppSettings:
         if isinstance(value, str):
             return [value]
         return [str(v) for v in value]
+
+
+def _typed(value: Any, default: Any) -> Any:
+    """``value`` as the type of ``default`` (QSettings' INI files give strings), or ``default``."""
+    if value is None:
+        return default
+    if isinstance(default, bool):
+        return value.lower() == "true" if isinstance(value, str) else bool(value)
+    try:
+        return type(default)(value)
+    except (TypeError, ValueError):
+        return default

@@ -1,0 +1,359 @@
+"""Inverse design in the app (issue 4): target panel, candidates, validation, latent explorer, annealing.
+
+A real window under Xvfb with the tiny random model (19³, 4-d latent, K = 3) and
+the synthetic 19³ dataset as the "shipped" resources, so nothing depends on the
+real model; physics runs on 19³ grids (well under a second per structure).
+Random weights make no physical sense: these tests check the app's mechanics.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from app_helpers import ARTIFACTS, TIMEOUT_MS, corners, open_window, private_settings, rgb, save_artifact, share_of_hue
+from PySide6.QtCore import Qt
+
+from vaereg_core import voxel_io
+
+pytest.importorskip("vaereg_core.model.inference")
+from inverse_helpers import save_tiny_model  # noqa: E402
+from model_helpers import write_synthetic_dataset  # noqa: E402
+
+from vaereg_studio.latency import EventLoopProbe  # noqa: E402
+
+pytestmark = pytest.mark.gui
+MAP_STRUCTURES = 48
+LATENCY_LIMIT_MS = 100.0
+
+
+@pytest.fixture
+def resources(tmp_path, monkeypatch) -> Path:
+    """A resources folder holding only the synthetic 19³ dataset (with voxels), set as VAEREG_RESOURCES."""
+    folder = tmp_path / "resources"
+    (folder / "dataset").mkdir(parents=True)
+    write_synthetic_dataset(folder / "dataset" / "elastic.h5")
+    monkeypatch.setenv("VAEREG_RESOURCES", str(folder))
+    return folder
+
+
+@pytest.fixture
+def model_path(tmp_path) -> Path:
+    (tmp_path / "models").mkdir()
+    return save_tiny_model(tmp_path / "models" / "tiny.pt", components=3)
+
+
+def load_model(qtbot, window, path: Path, wait_map: bool = True) -> None:
+    """Open the model and wait for it (and for the latent map)."""
+    window.latent_panel.max_structures = MAP_STRUCTURES
+    signals = [window.modelLoaded, window.latent_panel.mapReady] if wait_map else [window.modelLoaded]
+    with qtbot.waitSignals(signals, timeout=TIMEOUT_MS):
+        window.open_model(path)
+
+
+def design_window(qtbot, tmp_path: Path, model_path: Path, wait_map: bool = True):
+    window = open_window(qtbot, tmp_path)
+    window.latent_panel.cache_dir = tmp_path / "cache"
+    load_model(qtbot, window, model_path, wait_map)
+    return window
+
+
+def set_target(window, values: dict[str, float | None]) -> None:
+    """Type a target into the panel (``None``: leave the property free)."""
+    for row in window.target_panel.rows:
+        if row.name in values:
+            value = values[row.name]
+            row.free.setChecked(value is None)
+            if value is not None:
+                row.spin.setValue(value)
+
+
+def find(qtbot, window, samples: int = 0) -> list:
+    window.target_panel.samples.setValue(samples)
+    with qtbot.waitSignal(window.target_panel.candidatesShown, timeout=TIMEOUT_MS) as blocker:
+        qtbot.mouseClick(window.target_panel.find_button, Qt.MouseButton.LeftButton)
+    return blocker.args[0]
+
+
+def record_latency(name: str, gaps: list[float]) -> None:
+    """Keep the measured gaps in test-artifacts/app_latency.json (reported in the README)."""
+    path = ARTIFACTS.parent / "app_latency.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data[name] = {"max_gap_ms": round(max(gaps), 1), "median_gap_ms": round(float(np.median(gaps)), 1), "ticks": len(gaps)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+    print(f"{name}: max gap {max(gaps):.1f} ms over {len(gaps)} ticks")
+
+
+def test_panels_say_clearly_when_no_model_is_loaded(qtbot, tmp_path, resources):
+    window = open_window(qtbot, tmp_path)
+    for panel, message in ((window.target_panel, window.target_panel.message), (window.latent_panel, window.latent_panel.message)):
+        assert message.isVisibleTo(panel) and "No model loaded" in message.text() and "Open Model" in message.text()
+    assert not window.target_panel.target_box.isVisibleTo(window.target_panel)
+    assert not window.latent_panel.body.isVisibleTo(window.latent_panel)
+
+
+def test_find_validate_open_and_export_a_candidate(qtbot, tmp_path, resources, model_path):
+    window = design_window(qtbot, tmp_path, model_path)
+    panel = window.target_panel
+    assert [r.name for r in panel.rows] == ["C11", "C22", "C33", "C12", "C13", "C23"]
+    assert all(r.free.isEnabled() for r in panel.rows)
+    set_target(window, {"C11": 40.0, "C22": 40.0, "C33": 40.0, "C12": None, "C13": None, "C23": None})
+    assert not panel.warning.isVisibleTo(panel)
+
+    started = time.perf_counter()
+    found = find(qtbot, window, samples=1)
+    print(f"find candidates (K = 3, 1 sample each, 19³) to all cards drawn: {1e3 * (time.perf_counter() - started):.0f} ms")
+    assert [c.label for c in found] == ["k1", "k1-s1", "k2", "k2-s1", "k3", "k3-s1"]
+    cards = panel.visible_cards()
+    assert len(cards) == 6
+    weights = [c.weight for c in found]
+    assert weights == sorted(weights, reverse=True) and abs(sum(set(weights)) - 1) < 1e-5
+    first = cards[0]
+    assert f"{found[0].weight:.3f}" in first.title.text() and f"{found[0].volume_fraction:.3f}" in first.title.text()
+    assert f"{found[0].predicted[0]:.1f} ± {found[0].predicted_std[0]:.1f}" in first.table.text()
+    # Each card draws its candidate in its own view: background at the top corners, the hard phase's hue inside.
+    image = np.asarray(first.view.screenshot(None, return_img=True))
+    for corner in corners(image)[:2]:
+        assert np.abs(corner - rgb(window.viewer.options.background)).max() <= 2
+    assert share_of_hue(image, window.viewer.options.hard_colour) > 0.1
+    # Candidates are marked on the latent map and offered as annealing starts.
+    assert len(window.latent_panel.candidate_marks.data) == 6
+    assert window.latent_panel.start_combo.count() == 6
+
+    # Validate all six at once, watching the event loop.
+    probe = EventLoopProbe()
+    probe.start()
+    results = []
+    panel.validated.connect(lambda label, validation: results.append(label))
+    qtbot.mouseClick(cards[0].validate_button, Qt.MouseButton.LeftButton)
+    for card in cards[1:]:
+        card.validate_button.click()  # QTest's rapid clicks can merge into a double click
+    qtbot.waitUntil(lambda: len(results) == 6, timeout=TIMEOUT_MS)
+    gaps = probe.stop()
+    assert sorted(results) == sorted(c.label for c in found)
+    record_latency("validation of 6 candidates (19³)", gaps)
+    assert probe.max_gap_ms < LATENCY_LIMIT_MS, f"event loop blocked for {probe.max_gap_ms:.0f} ms during validation"
+    validation = first.validation
+    achieved = validation.constants["C11"]
+    assert f"{achieved:.1f}" in first.table.text()
+    assert f"{100 * (achieved - 40.0) / 40.0:+.1f} %" in first.table.text()
+    assert "free" in first.table.text()  # C12 was left free: no error to a target
+    assert set(validation.relative_error) == {"C11", "C22", "C33"}
+
+    panel.resize(620, 900)
+    qtbot.wait(100)
+    save_artifact(panel, "target_panel_candidates.png")
+
+    # Clicking a card opens its candidate in the main viewer, with provenance.
+    with qtbot.waitSignal(window.structureShown, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(first.title, Qt.MouseButton.LeftButton)
+    structure = window.structure
+    np.testing.assert_array_equal(structure.voxels, found[0].voxels)
+    assert structure.name == "candidate k1"
+    assert structure.metadata["target_GPa"] == {"C11": 40.0, "C22": 40.0, "C33": 40.0}
+    assert structure.metadata["model"].startswith("tiny.pt (sha256 ")
+    assert structure.metadata["latent"] == pytest.approx(found[0].z.tolist())
+    assert structure.metadata["validation"]["constants_GPa"]["C11"] == pytest.approx(achieved)
+
+    # Export round trip: the voxels and the provenance come back.
+    out = tmp_path / "candidate.h5"
+    with qtbot.waitSignal(window.exported, timeout=TIMEOUT_MS):
+        window.export_structure(out)
+    voxels, metadata = voxel_io.read_voxel_file(out)
+    np.testing.assert_array_equal(voxels, found[0].voxels)
+    assert metadata["label"] == "k1" and metadata["seed"] == 0
+    assert metadata["model"] == structure.metadata["model"]
+    assert metadata["latent"] == pytest.approx(found[0].z.tolist())
+
+
+def test_bad_targets_say_why_and_extrapolation_is_flagged(qtbot, tmp_path, resources, model_path, monkeypatch):
+    window = design_window(qtbot, tmp_path, model_path, wait_map=False)
+    panel = window.target_panel
+    set_target(window, {n: None for n in ("C11", "C22", "C33", "C12", "C13", "C23")})
+    assert panel.problem.isVisibleTo(panel) and "no target given" in panel.problem.text()
+    assert not panel.find_button.isEnabled()
+
+    set_target(window, {"C11": 500.0})
+    assert not panel.problem.isVisibleTo(panel) and panel.find_button.isEnabled()
+    assert panel.warning.isVisibleTo(panel)
+    assert "Extrapolation" in panel.warning.text() and "C11 = 500 GPa" in panel.warning.text() and "5.0–100.0" in panel.warning.text()
+    save_artifact(panel, "target_panel_extrapolation.png")
+
+    # A failure in the worker is a dialog, not a traceback, and the panel keeps working.
+    def broken(*args, **kwargs):
+        raise RuntimeError("the generator exploded")
+
+    monkeypatch.setattr("vaereg_studio.target_panel.find_candidates", broken)
+    with qtbot.waitSignal(window.errorShown, timeout=TIMEOUT_MS) as blocker:
+        panel.find_button.click()
+    title, message = blocker.args
+    assert title == "Cannot find candidates." and "the generator exploded" in message and "Traceback" not in message
+    assert panel.find_button.isEnabled()
+
+
+def test_without_training_data_free_is_disabled_and_the_map_says_why(qtbot, tmp_path, model_path, monkeypatch):
+    monkeypatch.setenv("VAEREG_RESOURCES", str(tmp_path / "empty-resources"))
+    window = open_window(qtbot, tmp_path)
+    window.latent_panel.cache_dir = tmp_path / "cache"
+    with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT_MS):
+        window.open_model(model_path)
+    panel = window.target_panel
+    for row in panel.rows:
+        assert not row.free.isEnabled() and "No training property table" in row.free.toolTip()
+    assert panel.free_note.isVisibleTo(panel)
+    qtbot.waitUntil(lambda: "No latent map" in window.latent_panel.message.text(), timeout=TIMEOUT_MS)
+    assert "dataset file does not exist" in window.latent_panel.message.text()
+    # Candidates and annealing from them still work without the map.
+    set_target(window, {"C11": 30.0, "C22": 30.0, "C33": 30.0, "C12": 10.0, "C13": 10.0, "C23": 10.0})
+    find(qtbot, window)
+    window.latent_panel.iterations.setValue(3)
+    with qtbot.waitSignal(window.latent_panel.runFinished, timeout=TIMEOUT_MS) as blocker:
+        window.latent_panel.start_run()
+    assert blocker.args[0].row.status_text == "done"
+
+
+def test_latent_map_is_cached_beside_the_model_or_in_the_cache_folder(qtbot, tmp_path, resources, model_path, monkeypatch):
+    window = design_window(qtbot, tmp_path, model_path)
+    cache = model_path.with_name("tiny.latents.npz")
+    assert cache.is_file() and window.latent_panel.map_path == cache
+    assert "computed now" in window.latent_panel.message.text()
+    assert len(window.latent_panel.map.coordinates) == MAP_STRUCTURES
+    first = window.latent_panel.map.coordinates.copy()
+
+    load_model(qtbot, window, model_path)
+    assert "from " + str(cache) in window.latent_panel.message.text()
+    np.testing.assert_allclose(window.latent_panel.map.coordinates, first, atol=1e-5)
+
+    # A model in a folder the app cannot write to keeps its map in the cache folder.
+    cache.unlink()
+    monkeypatch.setattr("vaereg_studio.design_state.os.access", lambda path, mode: Path(path) != model_path.parent)
+    load_model(qtbot, window, model_path)
+    assert not cache.exists()
+    assert window.latent_panel.map_path.parent == tmp_path / "cache" and window.latent_panel.map_path.is_file()
+
+
+def test_click_on_the_map_decodes_that_point(qtbot, tmp_path, resources, model_path):
+    window = design_window(qtbot, tmp_path, model_path)
+    latent = window.latent_panel
+    window.docks["latent"].raise_()
+    qtbot.wait(100)
+    x, y = latent.map.coordinates[5]
+    with qtbot.waitSignals([latent.pointDecoded, window.structureShown], timeout=TIMEOUT_MS):
+        qtbot.mouseClick(latent.graphics.viewport(), Qt.MouseButton.LeftButton, pos=latent.view_to_widget(x, y).toPoint())
+    model = window.model
+    clicked_point, z = latent.clicked
+    assert np.allclose(clicked_point, (x, y), atol=0.05 * np.ptp(latent.map.coordinates, axis=0).max())
+    np.testing.assert_array_equal(window.structure.voxels, model.decode(latent.map.lift(clicked_point), binary=True))
+    assert window.structure.metadata["origin"] == "latent map point"
+    assert latent.start_combo.currentText().startswith("clicked point")
+
+
+def test_annealing_runs_side_by_side_stay_responsive_and_cancel_fast(qtbot, tmp_path, resources, model_path):
+    window = design_window(qtbot, tmp_path, model_path)
+    set_target(window, {"C11": 30.0, "C22": 30.0, "C33": 30.0, "C12": 10.0, "C13": 10.0, "C23": 10.0})
+    find(qtbot, window)
+    latent = window.latent_panel
+    window.docks["latent"].raise_()
+
+    # Two runs side by side, from two candidates, while the event loop is watched.
+    latent.iterations.setValue(25)
+    probe = EventLoopProbe()
+    probe.start()
+    latent.start_combo.setCurrentIndex(0)
+    first = latent.start_run()
+    latent.start_combo.setCurrentIndex(1)
+    latent.seed.setValue(1)
+    second = latent.start_run()
+    qtbot.waitUntil(lambda: first.finished and second.finished, timeout=TIMEOUT_MS)
+    gaps = probe.stop()
+    record_latency("annealing, 2 runs x 25 iterations (19³) + validation", gaps)
+    assert probe.max_gap_ms < LATENCY_LIMIT_MS, f"event loop blocked for {probe.max_gap_ms:.0f} ms during annealing"
+    for run in (first, second):
+        a = run.outcome.refinement.anneal
+        assert run.row.status_text == "done" and a.iterations_done == 25 and not a.cancelled
+        assert run.outcome.validation is not None and "physics: mean |error|" in run.row.status.text()
+        # The whole accepted trajectory is drawn, with far fewer UI updates than iterations.
+        assert len(run.points) == len(a.trajectory)
+        elapsed = max(time.perf_counter() - run.started, 0.05)
+        assert run.ui_updates <= elapsed * 20 + 2
+    assert first.colour != second.colour
+    # The best state of the last run to finish is in the viewer, with its provenance.
+    qtbot.waitUntil(lambda: window.structure is not None and window.structure.name.endswith("best"), timeout=TIMEOUT_MS)
+    assert window.structure.metadata["origin"] == "inverse design (latent annealing)"
+    assert window.structure.metadata["validation"] is not None
+
+    # A long run is cancelled within 0.5 s.
+    latent.iterations.setValue(5000)
+    run = latent.start_run()
+    qtbot.waitUntil(lambda: run.row.bar.value() >= 3, timeout=TIMEOUT_MS)
+    with qtbot.waitSignal(latent.runFinished, timeout=TIMEOUT_MS):
+        started = time.perf_counter()
+        qtbot.mouseClick(run.row.cancel_button, Qt.MouseButton.LeftButton)
+    stopped = time.perf_counter() - started
+    print(f"annealing cancel -> run finished: {1e3 * stopped:.0f} ms")
+    assert stopped < 0.5
+    assert run.row.status_text == "cancelled" and run.outcome.refinement.anneal.cancelled
+    assert run.outcome.refinement.anneal.iterations_done < 5000 and run.row.show_button.isEnabled()
+    with qtbot.waitSignal(window.structureShown, timeout=TIMEOUT_MS):
+        run.row.show_button.click()
+    assert window.structure.name == f"run {run.number} best" and window.structure.metadata["cancelled"] is True
+
+    latent.resize(620, 900)
+    qtbot.wait(200)
+    save_artifact(latent, "latent_explorer_runs.png")
+    save_artifact(window, "app_window_design.png")
+
+
+def test_validation_can_be_cancelled(qtbot, tmp_path, resources, model_path, monkeypatch):
+    window = design_window(qtbot, tmp_path, model_path, wait_map=False)
+    find(qtbot, window)
+    card = window.target_panel.visible_cards()[0]
+    # Make the solve slow enough to cancel: it polls the token between steps.
+    import vaereg_studio.design_state as design_state
+
+    real = design_state.validate
+
+    def slow(voxels, target, *, cancel):
+        while not cancel():
+            time.sleep(0.01)
+        return real(voxels, target, cancel=cancel)
+
+    monkeypatch.setattr(design_state, "validate", slow)
+    card.validate_button.click()
+    assert card.validate_button.text() == "Cancel"
+    with qtbot.waitSignal(window.target_panel.validated, timeout=TIMEOUT_MS) as blocker:
+        started = time.perf_counter()
+        card.validate_button.click()
+    assert time.perf_counter() - started < 0.5
+    assert blocker.args[1] is None and "validation cancelled" in card.table.text()
+    assert card.validate_button.text() == "Validate"
+
+
+def test_design_settings_persist_across_restart(qtbot, tmp_path, resources, model_path):
+    window = design_window(qtbot, tmp_path, model_path, wait_map=False)
+    set_target(window, {"C11": 42.5, "C22": None})
+    window.target_panel.samples.setValue(2)
+    window.target_panel.seed.setValue(7)
+    latent = window.latent_panel
+    latent.iterations.setValue(321)
+    latent.temperature.setValue(0.02)
+    latent.prior_weight.setValue(0.5)
+    window.close()
+
+    from vaereg_studio.main_window import MainWindow
+
+    again = MainWindow(private_settings(tmp_path), load_default_model=False)
+    qtbot.addWidget(again)
+    again.latent_panel.cache_dir = tmp_path / "cache"
+    load_model(qtbot, again, model_path, wait_map=False)
+    rows = {r.name: r for r in again.target_panel.rows}
+    assert rows["C11"].spin.value() == 42.5 and not rows["C11"].free.isChecked()
+    assert rows["C22"].free.isChecked()
+    assert again.target_panel.samples.value() == 2 and again.target_panel.seed.value() == 7
+    assert again.latent_panel.iterations.value() == 321
+    assert again.latent_panel.temperature.value() == pytest.approx(0.02)
+    assert again.latent_panel.prior_weight.value() == pytest.approx(0.5)

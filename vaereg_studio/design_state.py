@@ -1,0 +1,377 @@
+"""Inverse-design work behind the target and latent panels (Qt-free, run on worker threads).
+
+Everything numeric comes from :mod:`vaereg_core.inverse`; this module only
+bundles it into the units of work a panel starts (find candidates, validate,
+refine, load or compute the latent map), carries progress across threads,
+and writes the provenance a structure keeps when it is opened or exported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaereg_core.inverse.annealing import AnnealSettings, Cancelled, State
+from vaereg_core.inverse.design import Candidate, Refinement, Validation, candidates, refine, validate
+from vaereg_core.inverse.latent_map import LatentMap, latent_map
+from vaereg_core.inverse.targets import Target
+from vaereg_core.resources import default_dataset_path
+
+THUMBNAIL_TRIANGLES = 8000
+"""Triangle budget of a candidate's small 3-D view (software OpenGL draws ~1 M triangles/s)."""
+
+# Physics and annealing are CPU-bound: more of them at once than there are
+# cores only adds contention for the cores and the GIL, which the UI thread
+# then waits for (six validations at once on two cores: 200–340 ms event-loop
+# gaps, measured). Extra jobs wait for a slot and say "queued".
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+_COMPUTE_SLOTS = threading.BoundedSemaphore(max(1, _CORES))
+
+
+class CancelToken:
+    """A thread-safe stop flag; calling it answers "stop now?" (the ``cancel`` callables of vaereg_core)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the work to stop."""
+        self._event.set()
+
+    def __call__(self) -> bool:
+        return self._event.is_set()
+
+
+@contextlib.contextmanager
+def compute_slot(cancel: Callable[[], bool]) -> Iterator[None]:
+    """Hold one of the CPU-bound job slots; raises :class:`Cancelled` if cancelled while waiting."""
+    while not _COMPUTE_SLOTS.acquire(timeout=0.05):
+        if cancel():
+            raise Cancelled("cancelled before it started")
+    try:
+        yield
+    finally:
+        _COMPUTE_SLOTS.release()
+
+
+# ---------------------------------------------------------------------- training data
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The training property table for a model's properties, or why there is none.
+
+    Attributes
+    ----------
+    path : Path or None
+        The dataset file looked for.
+    properties : (N, P) ndarray or None
+        GPa, columns in the model's property order.
+    reason : str
+        Empty when the table was read; else one sentence saying why not.
+    """
+
+    path: Path | None
+    properties: np.ndarray | None
+    reason: str = ""
+
+
+def training_data(property_names: tuple[str, ...], path: Path | None = None) -> TrainingData:
+    """Read the property table the free properties are filled from (default: the shipped dataset)."""
+    from vaereg_core.dataset.table import PROPERTY_NAMES, read_table
+    from vaereg_core.errors import VaeRegError
+
+    path = default_dataset_path() if path is None else Path(path)
+    if not path.is_file():
+        return TrainingData(path, None, f"No training property table at {path}, so every property needs a value.")
+    try:
+        table = read_table(path)
+    except VaeRegError as exc:
+        return TrainingData(path, None, f"The training property table cannot be read ({exc}), so every property needs a value.")
+    if len(table) == 0:
+        return TrainingData(path, None, f"The training property table {path.name} is empty, so every property needs a value.")
+    columns = [PROPERTY_NAMES.index(n) for n in property_names]
+    return TrainingData(path, table.properties[:, columns].astype(np.float64))
+
+
+# ---------------------------------------------------------------------- candidates
+
+
+@dataclass
+class FoundCandidate:
+    """A candidate with the small surface its card draws."""
+
+    candidate: Candidate
+    thumbnail: Any  # pyvista.PolyData or None (no hard phase)
+
+
+def thumbnail_mesh(voxels: np.ndarray, max_triangles: int = THUMBNAIL_TRIANGLES):
+    """A smooth hard-phase surface decimated to about ``max_triangles`` (``None``: no hard phase)."""
+    from vaereg_studio.structure import surface_mesh
+
+    surface = surface_mesh(voxels, smooth=True)
+    if surface is not None and surface.n_cells > max_triangles:
+        surface = surface.decimate(1.0 - max_triangles / surface.n_cells).compute_normals(cell_normals=False, auto_orient_normals=False)
+    return surface
+
+
+def find_candidates(model: Any, target: Target, samples_per_component: int, seed: int, reference: np.ndarray | None) -> list[FoundCandidate]:
+    """The model's candidates for ``target`` with their thumbnails (worker thread)."""
+    found = candidates(model, target, samples_per_component=samples_per_component, seed=seed, reference=reference)
+    return [FoundCandidate(c, thumbnail_mesh(c.voxels)) for c in found]
+
+
+def validate_structure(voxels: np.ndarray, target: Target, cancel: CancelToken) -> Validation | None:
+    """Physics-validated properties of ``voxels``; ``None`` when cancelled."""
+    from vaereg_core.errors import SolverCancelled
+
+    try:
+        with compute_slot(cancel):
+            return validate(voxels, target, cancel=cancel)
+    except (Cancelled, SolverCancelled):
+        return None
+
+
+# ---------------------------------------------------------------------- provenance
+
+
+def model_identity(path: Path | None) -> str:
+    """The model's file name and the start of its SHA-256, e.g. ``default.pt (sha256 1a2b3c4d)``."""
+    if path is None or not Path(path).is_file():
+        return "unknown model"
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"{Path(path).name} (sha256 {digest.hexdigest()[:12]})"
+
+
+def candidate_metadata(candidate: Candidate, target: Target, model: str, seed: int) -> dict[str, Any]:
+    """Provenance of a candidate opened in the viewer or exported."""
+    info = candidate.to_dict()
+    return {
+        "origin": "inverse design (mixture candidate)",
+        "model": model,
+        "target_GPa": target.as_dict(),
+        "extrapolated": list(target.extrapolated),
+        "seed": seed,
+        **info,
+    }
+
+
+def refinement_metadata(refinement: Refinement, target: Target, model: str, start: str, validation: Validation | None) -> dict[str, Any]:
+    """Provenance of an annealing run's best state."""
+    a = refinement.anneal
+    return {
+        "origin": "inverse design (latent annealing)",
+        "model": model,
+        "target_GPa": target.as_dict(),
+        "extrapolated": list(target.extrapolated),
+        "start": start,
+        "seed": refinement.settings.seed,
+        "settings": dict(refinement.settings.__dict__),
+        "prior_weight": refinement.prior_weight,
+        "latent": a.best.z.tolist(),
+        "best_objective": a.best.value,
+        "iterations_done": a.iterations_done,
+        "cancelled": a.cancelled,
+        "predicted_GPa": dict(zip(target.names, map(float, refinement.predicted))),
+        "validation": None if validation is None else validation.to_dict(),
+    }
+
+
+def point_metadata(point: np.ndarray, z: np.ndarray, model: str) -> dict[str, Any]:
+    """Provenance of a structure decoded from a point of the latent map."""
+    return {"origin": "latent map point", "model": model, "map_point": [float(p) for p in point], "latent": z.tolist()}
+
+
+# ---------------------------------------------------------------------- annealing
+
+
+@dataclass
+class RunProgress:
+    """Progress of an annealing run, written by the worker and read by a UI timer.
+
+    The worker's callback only stores; the UI polls :meth:`snapshot` at its
+    own pace, so a fast run cannot flood the event loop with signals.
+    """
+
+    total: int
+    token: CancelToken = field(default_factory=CancelToken)
+    phase: str = "queued"
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _iteration: int = 0
+    _best: float = float("nan")
+    _accepted: list[np.ndarray] = field(default_factory=list, repr=False)
+    _taken: int = 0
+
+    def callback(self, iteration: int, total: int, current: State, best: State) -> None:
+        """The ``progress`` callable of :func:`~vaereg_core.inverse.design.refine`."""
+        with self._lock:
+            self.phase = "annealing"
+            self._iteration = iteration
+            self._best = best.value
+            if not self._accepted or self._accepted[-1] is not current.z:
+                self._accepted.append(current.z)
+
+    def set_phase(self, phase: str) -> None:
+        """"queued", "annealing", "validating", "done" or "cancelled"."""
+        with self._lock:
+            self.phase = phase
+
+    def snapshot(self) -> tuple[str, int, float, list[np.ndarray]]:
+        """(phase, iterations done, best objective, accepted states not taken before)."""
+        with self._lock:
+            new = self._accepted[self._taken :]
+            self._taken = len(self._accepted)
+            return self.phase, self._iteration, self._best, new
+
+
+@dataclass
+class RunOutcome:
+    """What an annealing run gives back to the UI."""
+
+    refinement: Refinement
+    validation: Validation | None
+
+
+def run_refinement(
+    model: Any,
+    target: Target,
+    start: np.ndarray,
+    settings: AnnealSettings,
+    prior_weight: float,
+    reference: np.ndarray | None,
+    progress: RunProgress,
+) -> RunOutcome:
+    """Anneal from ``start``, then validate the best state with the physics solver (worker thread).
+
+    Validation is a separate step (not ``refine(validate_best=True)``) so the
+    run reports the "validating" phase and a cancel during it keeps the
+    annealing result.
+
+    Raises
+    ------
+    Cancelled
+        When cancelled before it could start (all compute slots busy).
+    """
+    with compute_slot(progress.token):
+        progress.set_phase("annealing")
+        refinement = refine(
+            model, target, start, settings, prior_weight=prior_weight, reference=reference,
+            progress=progress.callback, cancel=progress.token, validate_best=False,
+        )
+    validation = None
+    if not refinement.anneal.cancelled:
+        progress.set_phase("validating")
+        validation = validate_structure(refinement.voxels, target, progress.token)
+    progress.set_phase("cancelled" if progress.token() else "done")
+    return RunOutcome(refinement, validation)
+
+
+# ---------------------------------------------------------------------- latent map
+
+
+def latent_cache_paths(model_path: Path, cache_dir: Path) -> list[Path]:
+    """Where a model's latent map is looked for and kept: beside the model, then in ``cache_dir``.
+
+    The cache-dir name carries a hash of the model's full path so maps of
+    models with the same file name do not mix.
+    """
+    model_path = Path(model_path)
+    tag = hashlib.sha256(str(model_path.resolve()).encode()).hexdigest()[:10]
+    return [model_path.with_name(model_path.stem + ".latents.npz"), Path(cache_dir) / f"{model_path.stem}-{tag}.latents.npz"]
+
+
+def load_cached_map(model: Any, model_path: Path, cache_dir: Path) -> tuple[LatentMap, Path] | None:
+    """A stored map that fits the model (same latent size and properties, newer than the model file)."""
+    for path in latent_cache_paths(model_path, cache_dir):
+        if not path.is_file() or path.stat().st_mtime < Path(model_path).stat().st_mtime:
+            continue
+        try:
+            found = LatentMap.load(path)
+        except (OSError, ValueError, KeyError):
+            continue  # an unreadable cache is recomputed
+        if found.latents.shape[1] == model.latent_dim and found.property_names == tuple(model.property_names):
+            return found, path
+    return None
+
+
+def compute_map(
+    model: Any,
+    model_path: Path,
+    cache_dir: Path,
+    max_structures: int,
+    progress: Callable[[int, int], None],
+    cancel: CancelToken,
+    dataset_path: Path | None = None,
+) -> tuple[LatentMap, Path | None]:
+    """Encode the training split, fit the map and store it beside the model (else in ``cache_dir``).
+
+    Returns the map and where it was saved (``None`` if nowhere was writable).
+
+    Raises
+    ------
+    Cancelled
+        When ``cancel`` was set (checked after each batch).
+    vaereg_core.dataset.table.DatasetError
+        No usable training data.
+    """
+    from vaereg_core.dataset import MicrostructureDataset
+    from vaereg_core.dataset.table import DatasetError
+    from vaereg_core.errors import VaeRegError
+
+    path = default_dataset_path() if dataset_path is None else Path(dataset_path)
+    dataset = MicrostructureDataset(path, split="train", properties=model.property_names)
+    if dataset.table.recipe.size != model.grid:
+        raise DatasetError(path, f"its structures are {dataset.table.recipe.size}³ but the model takes {model.grid}³")
+    if len(dataset) == 0:
+        raise DatasetError(path, "its training split is empty")
+
+    def report(done: int, total: int) -> None:
+        if cancel():
+            raise Cancelled("latent map cancelled")
+        progress(done, total)
+
+    result = latent_map(model, dataset, max_structures=max_structures, progress=report)
+    for target in latent_cache_paths(model_path, cache_dir):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if os.access(target.parent, os.W_OK):
+                return result, result.save(target)
+        except (OSError, VaeRegError):
+            continue  # read-only folder: try the next place
+    return result, None
+
+
+def load_or_compute_map(
+    model: Any,
+    model_path: Path,
+    cache_dir: Path,
+    max_structures: int,
+    progress: Callable[[int, int], None],
+    cancel: CancelToken,
+) -> tuple[LatentMap, Path | None, bool]:
+    """The stored map if one fits the model, else a new one (worker thread).
+
+    Returns the map, where it is stored, and whether it was computed now.
+    """
+    cached = load_cached_map(model, model_path, cache_dir)
+    if cached is not None:
+        return cached[0], cached[1], False
+    found, path = compute_map(model, model_path, cache_dir, max_structures, progress, cancel)
+    return found, path, True
+
+
+def decode_point(model: Any, latent: LatentMap, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The latent vector at a map point (other components from the nearest training structure) and its structure."""
+    z = latent.lift(np.asarray(point, dtype=np.float64))
+    return z, model.decode(z, binary=True)

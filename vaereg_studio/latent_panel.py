@@ -1,0 +1,589 @@
+"""The latent explorer: PCA map of the training structures, click to decode, annealing runs.
+
+The map is a pyqtgraph ``ScatterPlotItem``, not matplotlib's Qt canvas:
+matplotlib redraws the whole figure with Agg on every change (tens to
+hundreds of milliseconds for thousands of points on this CPU), which the live
+trajectories (up to 20 updates a second per run) would turn into a frozen UI;
+pyqtgraph repaints only the items that changed, pans and zooms thousands of
+points interactively, and maps clicks to data coordinates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from vaereg_core.inverse.annealing import AnnealSettings, Cancelled
+from vaereg_core.inverse.design import Candidate
+from vaereg_core.inverse.latent_map import LatentMap
+from vaereg_core.inverse.targets import Target, TargetError
+from vaereg_studio.design_state import (
+    CancelToken,
+    RunOutcome,
+    RunProgress,
+    TrainingData,
+    decode_point,
+    load_or_compute_map,
+    point_metadata,
+    refinement_metadata,
+    run_refinement,
+)
+
+if TYPE_CHECKING:
+    from vaereg_studio.main_window import MainWindow
+
+POLL_MS = 50  # progress is read at most 20 times a second, however fast a run goes
+RUN_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
+MAP_STRUCTURES = 2000
+ANNEAL_DEFAULTS: dict[str, Any] = {"iterations": 200, "temperature": 0.05, "step": 0.5, "seed": 0, "prior_weight": 0.0, "colour_by": ""}
+
+
+@dataclass
+class AnnealRun:
+    """One annealing run: its progress, drawing and result."""
+
+    number: int
+    colour: str
+    start: str
+    target: Target
+    progress: RunProgress
+    row: RunRow
+    curve: pg.PlotDataItem
+    best_marker: pg.ScatterPlotItem
+    states: list[np.ndarray] = field(default_factory=list)
+    points: list[np.ndarray] = field(default_factory=list)
+    outcome: RunOutcome | None = None
+    finished: bool = False
+    ui_updates: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def draw(self, latent: LatentMap) -> None:
+        """Redraw the whole trajectory on ``latent``."""
+        self.points = list(latent.project(np.stack(self.states))) if self.states else []
+        if self.points:
+            xy = np.asarray(self.points)
+            self.curve.setData(xy[:, 0], xy[:, 1])
+
+
+class RunRow(QFrame):
+    """A run in the list: colour, progress, best error, Cancel and Show best."""
+
+    def __init__(self, number: int, colour: str, start: str, iterations: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("annealRun")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        layout = QGridLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        swatch = QLabel()
+        swatch.setFixedSize(14, 14)
+        swatch.setStyleSheet(f"background: {colour}; border: 1px solid #444;")
+        layout.addWidget(swatch, 0, 0)
+        layout.addWidget(QLabel(f"Run {number} from {start}"), 0, 1)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, iterations)
+        self.bar.setFormat("%v / %m")
+        layout.addWidget(self.bar, 0, 2)
+        self.cancel_button = QPushButton("Cancel")
+        layout.addWidget(self.cancel_button, 0, 3)
+        self.status = QLabel("queued")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status, 1, 0, 1, 3)
+        self.show_button = QPushButton("Show best")
+        self.show_button.setEnabled(False)
+        layout.addWidget(self.show_button, 1, 3)
+        layout.setColumnStretch(2, 1)
+        self.status_text = "queued"
+
+    def set_status(self, text: str, short: str) -> None:
+        """Status line (``short`` is the machine-readable state)."""
+        self.status.setText(text)
+        self.status_text = short
+
+
+class LatentPanel(QWidget):
+    """PCA map of the latent space with candidates, clicked points and annealing runs.
+
+    Parameters
+    ----------
+    host : MainWindow
+        Runs the workers, shows structures and errors, keeps the settings.
+    target_of : callable
+        Returns the current target (raises ``TargetError`` when there is none).
+
+    Signals
+    -------
+    mapReady(object)
+        The map is drawn (the :class:`LatentMap`).
+    pointDecoded(object)
+        A clicked map point was decoded and sent to the viewer (the point).
+    runFinished(object)
+        An annealing run ended (its :class:`AnnealRun`).
+    """
+
+    mapReady = Signal(object)
+    pointDecoded = Signal(object)
+    runFinished = Signal(object)
+
+    def __init__(self, host: MainWindow, target_of: Callable[[], Target], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.host = host
+        self.target_of = target_of
+        self.model: Any = None
+        self.model_path: Path | None = None
+        self.model_identity = ""
+        self.training = TrainingData(None, None, "No model loaded.")
+        self.map: LatentMap | None = None
+        self.map_path: Path | None = None
+        self.cache_dir = Path.home() / ".cache" / "vaereg-studio"
+        self.max_structures = MAP_STRUCTURES
+        self.runs: list[AnnealRun] = []
+        self.candidates: list[Candidate] = []
+        self.clicked: tuple[np.ndarray, np.ndarray] | None = None  # (map point, latent vector)
+        self._map_token = 0
+        self._map_cancel: CancelToken | None = None
+        self._map_progress = (0, 0)
+        self._timer = QTimer(self)
+        self._timer.setInterval(POLL_MS)
+        self._timer.timeout.connect(self._poll)
+        self._build()
+        self.set_model(None, "No model loaded.")
+
+    # ------------------------------------------------------------------ building
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        self.message = QLabel()
+        self.message.setObjectName("latentMessage")
+        self.message.setWordWrap(True)
+        layout.addWidget(self.message)
+        map_progress = QHBoxLayout()
+        self.map_bar = QProgressBar()
+        self.map_bar.setFormat("encoding %v / %m")
+        self.map_cancel = QPushButton("Cancel")
+        self.map_cancel.clicked.connect(self.cancel_map)
+        map_progress.addWidget(self.map_bar, 1)
+        map_progress.addWidget(self.map_cancel)
+        self.map_progress_box = QWidget()
+        self.map_progress_box.setLayout(map_progress)
+        layout.addWidget(self.map_progress_box)
+
+        self.body = QWidget()
+        body = QVBoxLayout(self.body)
+        body.setContentsMargins(0, 0, 0, 0)
+        colour_row = QHBoxLayout()
+        colour_row.addWidget(QLabel("Colour by"))
+        self.colour_combo = QComboBox()
+        self.colour_combo.currentTextChanged.connect(self._recolour)
+        colour_row.addWidget(self.colour_combo, 1)
+        self.map_info = QLabel()
+        self.map_info.setStyleSheet("color: gray;")
+        colour_row.addWidget(self.map_info)
+        body.addLayout(colour_row)
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setBackground("w")
+        self.graphics.setMinimumHeight(220)
+        self.plot = self.graphics.addPlot(row=0, col=0)
+        self.plot.setLabel("bottom", "PC 1")
+        self.plot.setLabel("left", "PC 2")
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.scatter = pg.ScatterPlotItem(size=6, pen=None, hoverable=False)
+        self.plot.addItem(self.scatter)
+        self.candidate_marks = pg.ScatterPlotItem(size=16, symbol="star", pen=pg.mkPen("k"), brush=pg.mkBrush("#ffd700"))
+        self.candidate_marks.setZValue(10)
+        self.plot.addItem(self.candidate_marks)
+        self.candidate_labels: list[pg.TextItem] = []
+        self.click_mark = pg.ScatterPlotItem(size=18, symbol="+", pen=pg.mkPen("k", width=2), brush=pg.mkBrush("k"))
+        self.click_mark.setZValue(11)
+        self.plot.addItem(self.click_mark)
+        self.colour_bar = pg.ColorBarItem(values=(0, 1), colorMap=pg.colormap.get("viridis"), interactive=False, width=14)
+        self.graphics.addItem(self.colour_bar, row=0, col=1)
+        self.graphics.scene().sigMouseClicked.connect(self._scene_clicked)
+        body.addWidget(self.graphics, 1)
+        hint = QLabel("Click the map to decode that point; the stars are the current candidates.")
+        hint.setStyleSheet("color: gray;")
+        hint.setWordWrap(True)
+        body.addWidget(hint)
+
+        anneal_box = QGroupBox("Simulated annealing towards the target")
+        grid = QGridLayout(anneal_box)
+        self.start_combo = QComboBox()
+        self.start_combo.setToolTip("Start from a candidate of the target panel or from the last clicked map point")
+        grid.addWidget(QLabel("Start from"), 0, 0)
+        grid.addWidget(self.start_combo, 0, 1, 1, 3)
+        self.iterations = QSpinBox()
+        self.iterations.setRange(1, 100_000)
+        self.temperature = _double(1e-5, 10.0, 5, "Start temperature in units of the relative error (0.05 = 5 %)")
+        self.step = _double(1e-3, 10.0, 3, "Start standard deviation of the Gaussian proposals (latent units)")
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.prior_weight = _double(0.0, 100.0, 3, "Weight of the prior log-density term (0: none); keeps the search where the model has seen data")
+        self.start_button = QPushButton("Start run")
+        self.start_button.setObjectName("startRun")
+        self.start_button.clicked.connect(self.start_run)
+        cells = (("Iterations", self.iterations), ("Seed", self.seed), ("Start temperature", self.temperature), ("Start step", self.step), ("Prior weight", self.prior_weight))
+        for i, (label, widget) in enumerate(cells):
+            grid.addWidget(QLabel(label), 1 + i // 2, 2 * (i % 2))
+            grid.addWidget(widget, 1 + i // 2, 2 * (i % 2) + 1)
+        grid.addWidget(self.start_button, 3, 2, 1, 2)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+        body.addWidget(anneal_box)
+
+        self.run_area = QWidget()
+        self.run_list = QVBoxLayout(self.run_area)
+        self.run_list.setContentsMargins(0, 0, 0, 0)
+        self.run_list.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(self.run_area)
+        scroll.setMinimumHeight(90)
+        body.addWidget(scroll)
+        layout.addWidget(self.body, 1)
+
+        stored = self.host.settings.group_values("anneal", ANNEAL_DEFAULTS)
+        self.iterations.setValue(stored["iterations"])
+        self.temperature.setValue(stored["temperature"])
+        self.step.setValue(stored["step"])
+        self.seed.setValue(stored["seed"])
+        self.prior_weight.setValue(stored["prior_weight"])
+        self._colour_by = stored["colour_by"]
+        for widget in (self.iterations, self.seed):
+            widget.valueChanged.connect(self._save_values)
+        for widget in (self.temperature, self.step, self.prior_weight):
+            widget.valueChanged.connect(self._save_values)
+
+    def _save_values(self) -> None:
+        self.host.settings.set_group_values("anneal", {
+            "iterations": self.iterations.value(),
+            "temperature": self.temperature.value(),
+            "step": self.step.value(),
+            "seed": self.seed.value(),
+            "prior_weight": self.prior_weight.value(),
+            "colour_by": self.colour_combo.currentText() or self._colour_by,
+        })
+
+    # ------------------------------------------------------------------ model and map
+
+    def set_model(self, model: Any, description: str, path: Path | None = None, identity: str = "", training: TrainingData | None = None) -> None:
+        """Show the map of ``model`` (loaded from its cache or computed on a worker); ``None``: say why not."""
+        self.cancel_map()
+        self.model, self.model_path, self.model_identity = model, path, identity
+        self.training = training or TrainingData(None, None, "No training property table was looked for.")
+        self.map, self.map_path, self.clicked = None, None, None
+        self.scatter.clear()
+        self.click_mark.clear()
+        self.set_candidates([])
+        self.map_progress_box.hide()
+        if model is None or not getattr(model, "is_generative", False):
+            why = description if model is None else f"{description}<br>This is a regression-only model: it has no latent space."
+            self._say(f"<b>Latent explorer and annealing</b><p>{why}</p><p>This panel needs a trained VAE-Regression model (File → Open Model…).</p>")
+            self.body.hide()
+            return
+        self.body.show()
+        self._update_start_choices()
+        self._load_map()
+
+    def _say(self, html: str) -> None:
+        self.message.setText(html)
+        self.message.setVisible(bool(html))
+
+    def _load_map(self) -> None:
+        self._map_token += 1
+        token, cancel = self._map_token, CancelToken()
+        self._map_cancel, self._map_progress = cancel, (0, 0)
+        self._say("Loading the latent map…")
+        self.map_bar.setRange(0, 0)
+        self.map_progress_box.show()
+        self._timer.start()
+
+        def progress(done: int, total: int) -> None:  # worker thread: only store, the timer shows it
+            self._map_progress = (done, total)
+
+        def loaded(result: tuple[LatentMap, Path | None, bool]) -> None:
+            if token != self._map_token:
+                return
+            self._map_cancel = None
+            self.map_progress_box.hide()
+            self.map, self.map_path, computed = result
+            where = f"saved to {self.map_path}" if self.map_path else "not saved (no writable folder)"
+            self._say(f"Map of {len(self.map.latents)} training structures {'computed now, ' + where if computed else 'from ' + str(self.map_path)}.")
+            self._draw_map()
+
+        def failed(exc: Exception) -> None:
+            if token != self._map_token:
+                return
+            self._map_cancel = None
+            self.map_progress_box.hide()
+            from vaereg_studio.dialogs import describe_exception
+
+            reason = "cancelled" if isinstance(exc, Cancelled) else describe_exception(exc)
+            self._say(f"<b>No latent map</b> ({reason}). The map needs the model's training structures; annealing from candidates still works.")
+
+        self.host.run_worker(
+            load_or_compute_map, self.model, self.model_path, self.cache_dir, self.max_structures, progress, cancel,
+            on_result=loaded, on_error=failed,
+        )
+
+    def cancel_map(self) -> None:
+        """Stop computing the map."""
+        if self._map_cancel is not None:
+            self._map_cancel.cancel()
+
+    def _draw_map(self) -> None:
+        m = self.map
+        self.colour_combo.blockSignals(True)
+        self.colour_combo.clear()
+        self.colour_combo.addItems(list(m.property_names))
+        if self._colour_by in m.property_names:
+            self.colour_combo.setCurrentText(self._colour_by)
+        self.colour_combo.blockSignals(False)
+        v1, v2 = m.explained_variance
+        self.map_info.setText(f"PC1 {100 * v1:.0f} %, PC2 {100 * v2:.0f} % of variance")
+        self._recolour(self.colour_combo.currentText())
+        self._mark_candidates()
+        for run in self.runs:  # runs started before the map was ready
+            run.draw(m)
+        self.plot.autoRange()
+        self.mapReady.emit(m)
+
+    def _recolour(self, name: str) -> None:
+        if self.map is None or name not in self.map.property_names:
+            return
+        values = self.map.properties[:, self.map.property_names.index(name)]
+        low, high = float(np.min(values)), float(np.max(values))
+        cmap = pg.colormap.get("viridis")
+        scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+        brushes = [pg.mkBrush(c) for c in cmap.map(scaled, mode="qcolor")]
+        self.scatter.setData(pos=self.map.coordinates, brush=brushes)
+        self.colour_bar.setLevels((low, high))
+        self.colour_bar.axis.setLabel(f"{name} (GPa)")
+        self._colour_by = name
+        self._save_values()
+
+    # ------------------------------------------------------------------ candidates and points
+
+    def set_candidates(self, candidates: list[Candidate]) -> None:
+        """The target panel's current candidates: marked on the map and offered as starts."""
+        self.candidates = list(candidates)
+        self._mark_candidates()
+        self._update_start_choices()
+
+    def _mark_candidates(self) -> None:
+        for label in self.candidate_labels:
+            self.plot.removeItem(label)
+        self.candidate_labels = []
+        if self.map is None or not self.candidates:
+            self.candidate_marks.clear()
+            return
+        xy = self.map.project(np.stack([c.z for c in self.candidates]))
+        self.candidate_marks.setData(pos=xy)
+        for c, (x, y) in zip(self.candidates, xy):
+            text = pg.TextItem(c.label, color="k", anchor=(0, 1))
+            text.setPos(x, y)
+            text.setZValue(12)
+            self.plot.addItem(text)
+            self.candidate_labels.append(text)
+        self.plot.autoRange()  # candidates may lie outside the training data's cloud
+
+    def _update_start_choices(self) -> None:
+        current = self.start_combo.currentText()
+        self.start_combo.clear()
+        for c in self.candidates:
+            self.start_combo.addItem(f"candidate {c.label} (π = {c.weight:.2f})", (f"candidate {c.label}", c.z))
+        if self.clicked is not None:
+            x, y = self.clicked[0]
+            self.start_combo.addItem(f"clicked point ({x:.2f}, {y:.2f})", (f"map point ({x:.2f}, {y:.2f})", self.clicked[1]))
+        if self.start_combo.findText(current) >= 0:
+            self.start_combo.setCurrentText(current)
+        self.start_button.setEnabled(self.start_combo.count() > 0)
+        self.start_button.setToolTip("" if self.start_combo.count() else "Find candidates in the target panel or click the map first")
+
+    def _scene_clicked(self, event: Any) -> None:
+        if event.button() != Qt.MouseButton.LeftButton or self.map is None:
+            return
+        view = self.plot.getViewBox()
+        if not view.sceneBoundingRect().contains(event.scenePos()):
+            return
+        point = view.mapSceneToView(event.scenePos())
+        self.decode_at(np.array([point.x(), point.y()]))
+
+    def view_to_widget(self, x: float, y: float) -> QPointF:
+        """Widget coordinates of map point (x, y) (for clicking it in tests and scripts)."""
+        scene = self.plot.getViewBox().mapViewToScene(QPointF(x, y))
+        return self.graphics.mapFromScene(scene)
+
+    def decode_at(self, point: np.ndarray) -> None:
+        """Decode the structure at a map point (on a worker) and show it in the viewer."""
+        if self.map is None or self.model is None:
+            return
+        point = np.asarray(point, dtype=np.float64)
+        self.click_mark.setData(pos=point[None])
+        model, identity = self.model, self.model_identity
+
+        def decoded(result: tuple[np.ndarray, np.ndarray]) -> None:
+            if self.model is not model:
+                return
+            z, voxels = result
+            self.clicked = (point, z)
+            self._update_start_choices()
+            self.start_combo.setCurrentIndex(self.start_combo.count() - 1)
+            self.host.show_voxels(voxels, f"map point ({point[0]:.2f}, {point[1]:.2f})", point_metadata(point, z, identity))
+            self.pointDecoded.emit(point)
+
+        self.host.run_worker(decode_point, model, self.map, point, on_result=decoded, on_error=lambda e: self.host.report_error("Cannot decode that point.", e))
+
+    # ------------------------------------------------------------------ annealing
+
+    def start_run(self) -> AnnealRun | None:
+        """Start an annealing run with the controls' settings; returns it (``None`` if it could not start)."""
+        try:
+            target = self.target_of()
+        except TargetError as exc:
+            self.host.report_error("Set a usable target in the target panel first.", exc)
+            return None
+        if self.start_combo.currentData() is None:
+            self.host.report_error("No starting point.", "Find candidates in the target panel or click the map first.")
+            return None
+        start, z = self.start_combo.currentData()
+        try:
+            settings = AnnealSettings(
+                iterations=self.iterations.value(), start_temperature=self.temperature.value(),
+                end_temperature=min(5e-4, self.temperature.value()), start_step=self.step.value(),
+                end_step=min(0.02, self.step.value()), seed=self.seed.value(),
+            )
+        except ValueError as exc:
+            self.host.report_error("These annealing settings cannot run.", exc)
+            return None
+        number = len(self.runs) + 1
+        colour = RUN_COLOURS[(number - 1) % len(RUN_COLOURS)]
+        row = RunRow(number, colour, start, settings.iterations)
+        self.run_list.insertWidget(self.run_list.count() - 1, row)
+        curve = pg.PlotDataItem(pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=4, symbolBrush=colour, symbolPen=None)
+        curve.setZValue(5)
+        best = pg.ScatterPlotItem(size=12, symbol="o", pen=pg.mkPen("k", width=1.5), brush=pg.mkBrush(colour))
+        best.setZValue(6)
+        self.plot.addItem(curve)
+        self.plot.addItem(best)
+        run = AnnealRun(number, colour, start, target, RunProgress(settings.iterations), row, curve, best)
+        self.runs.append(run)
+        row.cancel_button.clicked.connect(run.progress.token.cancel)
+        row.show_button.clicked.connect(lambda: self.show_best(run))
+
+        def finished(outcome: RunOutcome) -> None:
+            self._poll_run(run)  # the last states before the result
+            run.outcome, run.finished = outcome, True
+            self._finish(run)
+
+        def failed(exc: Exception) -> None:
+            run.finished = True
+            row.cancel_button.setEnabled(False)
+            if isinstance(exc, Cancelled):
+                row.set_status("cancelled before it started", "cancelled")
+            else:
+                row.set_status("failed", "failed")
+                self.host.report_error(f"Annealing run {number} failed.", exc)
+            self.runFinished.emit(run)
+
+        self.host.run_worker(
+            run_refinement, self.model, target, np.asarray(z), settings, self.prior_weight.value(), self.training.properties, run.progress,
+            on_result=finished, on_error=failed,
+        )
+        self._timer.start()
+        return run
+
+    def _poll(self) -> None:
+        """Timer tick: show the progress of the map and of every active run."""
+        if self._map_cancel is not None:
+            done, total = self._map_progress
+            if total:
+                self.map_bar.setRange(0, total)
+                self.map_bar.setValue(done)
+        active = [run for run in self.runs if not run.finished]
+        for run in active:
+            self._poll_run(run)
+        if not active and self._map_cancel is None:
+            self._timer.stop()
+
+    def _poll_run(self, run: AnnealRun) -> None:
+        phase, iteration, best, new = run.progress.snapshot()
+        run.row.bar.setValue(iteration)
+        if phase == "queued":
+            run.row.set_status("queued: waiting for a free CPU core", phase)
+        elif phase == "annealing":
+            run.row.set_status(f"annealing · best error {100 * best:.2f} % (model)", phase)
+        elif phase == "validating":
+            run.row.set_status(f"best error {100 * best:.2f} % (model) · validating with the FFT solver…", phase)
+        run.states.extend(new)
+        if new and self.map is not None:
+            run.points.extend(self.map.project(np.stack(new)))
+            xy = np.asarray(run.points)
+            run.curve.setData(xy[:, 0], xy[:, 1])
+            run.ui_updates += 1
+
+    def _finish(self, run: AnnealRun) -> None:
+        outcome = run.outcome
+        a = outcome.refinement.anneal
+        row = run.row
+        row.cancel_button.setEnabled(False)
+        row.show_button.setEnabled(True)
+        row.bar.setValue(a.iterations_done)
+        if self.map is not None:
+            run.best_marker.setData(pos=self.map.project(a.best.z[None]))
+        text = f"best error {100 * a.best.value:.2f} % (model) at iteration {a.best.iteration}, {a.accepted} accepted"
+        if a.cancelled or outcome.validation is None and run.progress.token():
+            row.set_status(f"cancelled after {a.iterations_done} iterations · {text}", "cancelled")
+        else:
+            v = outcome.validation
+            physics = "" if v is None else f" · physics: mean |error| {100 * v.mean_relative_error:.1f} %"
+            row.set_status(text + physics, "done")
+            if v is not None:
+                row.status.setToolTip("\n".join(f"{n}: {v.constants[n]:.1f} GPa ({100 * e:+.1f} %)" for n, e in v.relative_error.items()))
+            self.show_best(run)
+        self.runFinished.emit(run)
+
+    def show_best(self, run: AnnealRun) -> None:
+        """Show a run's best structure in the viewer, with its provenance."""
+        outcome = run.outcome
+        if outcome is None:
+            return
+        metadata = refinement_metadata(outcome.refinement, run.target, self.model_identity, run.start, outcome.validation)
+        self.host.show_voxels(outcome.refinement.voxels, f"run {run.number} best", metadata)
+
+    def cancel_all(self) -> None:
+        """Stop every running job of the panel (map and runs)."""
+        self.cancel_map()
+        for run in self.runs:
+            run.progress.token.cancel()
+
+
+def _double(low: float, high: float, decimals: int, tip: str) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(low, high)
+    box.setDecimals(decimals)
+    box.setSingleStep(10 ** -(decimals - 1))
+    box.setToolTip(tip)
+    return box
