@@ -9,8 +9,8 @@ class VaeRegError(Exception):
     """Base class of every error this project raises on purpose."""
 
 
-class VoxelFileError(VaeRegError):
-    """A voxel file could not be read or written.
+class FileError(VaeRegError):
+    """A file could not be read or written.
 
     Parameters
     ----------
@@ -24,6 +24,10 @@ class VoxelFileError(VaeRegError):
         self.path = os.fspath(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class VoxelFileError(FileError):
+    """A voxel file could not be read or written."""
 
 
 class NotBinaryError(VoxelFileError):
@@ -57,13 +61,8 @@ class NotConvergedError(PhysicsError):
         )
 
 
-class ModelFileError(VaeRegError):
+class ModelFileError(FileError):
     """A model checkpoint could not be loaded (missing, truncated, foreign, wrong version)."""
-
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 class Cancelled(VaeRegError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from vaereg_core.dataset.splits import DEFAULT_SPLIT_SEED, split_indices
-from vaereg_core.errors import VaeRegError
+from vaereg_core.errors import FileError
 from vaereg_core.microstructure import Recipe
 
 FORMAT = "vaereg-dataset"
@@ -34,13 +34,8 @@ PROPERTY_NAMES = ("C11", "C22", "C33", "C12", "C13", "C23")
 LOAD_CASES = ("e11", "e22", "e33")
 
 
-class DatasetError(VaeRegError):
+class DatasetError(FileError):
     """A dataset file is missing, corrupt, foreign or does not match the command."""
-
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 @dataclass

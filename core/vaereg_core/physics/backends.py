@@ -409,7 +409,6 @@ class SpectralOperator(Operator):
         """Isotropic stress of the (6, B, ...) strain, in place."""
         per = strain.reshape((6, self.n_structures, self.cases) + self.shape)
         tr = self.trace
-        lib = self.lib
         tr[...] = per[0]
         tr += per[1]
         tr += per[2]
