@@ -6,7 +6,6 @@ import argparse
 import json
 
 
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the physics command."""
     p = subparsers.add_parser(
