@@ -136,7 +136,7 @@ def test_find_validate_open_and_export_a_candidate(qtbot, tmp_path, resources, m
     gaps = probe.stop()
     assert sorted(results) == sorted(c.label for c in found)
     record_latency("validation of 6 candidates (19³)", gaps)
-    assert probe.max_gap_ms < LATENCY_LIMIT_MS, f"event loop blocked for {probe.max_gap_ms:.0f} ms during validation"
+    validation_gap_ms = probe.max_gap_ms  # asserted at the end, after the functional checks
     validation = first.validation
     achieved = validation.constants["C11"]
     assert f"{achieved:.1f}" in first.table.text()
@@ -168,6 +168,7 @@ def test_find_validate_open_and_export_a_candidate(qtbot, tmp_path, resources, m
     assert metadata["label"] == "k1" and metadata["seed"] == 0
     assert metadata["model"] == structure.metadata["model"]
     assert metadata["latent"] == pytest.approx(found[0].z.tolist())
+    assert validation_gap_ms < LATENCY_LIMIT_MS, f"event loop blocked for {validation_gap_ms:.0f} ms during validation"
 
 
 def test_bad_targets_say_why_and_extrapolation_is_flagged(qtbot, tmp_path, resources, model_path, monkeypatch):
@@ -243,7 +244,7 @@ def test_click_on_the_map_decodes_that_point(qtbot, tmp_path, resources, model_p
     qtbot.wait(100)
     x, y = latent.map.coordinates[5]
     with qtbot.waitSignals([latent.pointDecoded, window.structureShown], timeout=TIMEOUT_MS):
-        qtbot.mouseClick(latent.graphics.viewport(), Qt.MouseButton.LeftButton, pos=latent.view_to_widget(x, y).toPoint())
+        qtbot.mouseClick(latent.graphics.viewport(), Qt.MouseButton.LeftButton, pos=latent.view_to_widget(x, y))
     model = window.model
     clicked_point, z = latent.clicked
     assert np.allclose(clicked_point, (x, y), atol=0.05 * np.ptp(latent.map.coordinates, axis=0).max())
@@ -271,7 +272,7 @@ def test_annealing_runs_side_by_side_stay_responsive_and_cancel_fast(qtbot, tmp_
     qtbot.waitUntil(lambda: first.finished and second.finished, timeout=TIMEOUT_MS)
     gaps = probe.stop()
     record_latency("annealing, 2 runs x 25 iterations (19³) + validation", gaps)
-    assert probe.max_gap_ms < LATENCY_LIMIT_MS, f"event loop blocked for {probe.max_gap_ms:.0f} ms during annealing"
+    annealing_gap_ms = probe.max_gap_ms  # asserted at the end, after the functional checks
     for run in (first, second):
         a = run.outcome.refinement.anneal
         assert run.row.status_text == "done" and a.iterations_done == 25 and not a.cancelled
@@ -279,7 +280,7 @@ def test_annealing_runs_side_by_side_stay_responsive_and_cancel_fast(qtbot, tmp_
         # The whole accepted trajectory is drawn, with far fewer UI updates than iterations.
         assert len(run.points) == len(a.trajectory)
         elapsed = max(time.perf_counter() - run.started, 0.05)
-        assert run.ui_updates <= elapsed * 20 + 2
+        assert run.ui_updates <= elapsed * 10 + 2
     assert first.colour != second.colour
     # The best state of the last run to finish is in the viewer, with its provenance.
     qtbot.waitUntil(lambda: window.structure is not None and window.structure.name.endswith("best"), timeout=TIMEOUT_MS)
@@ -306,24 +307,23 @@ def test_annealing_runs_side_by_side_stay_responsive_and_cancel_fast(qtbot, tmp_
     qtbot.wait(200)
     save_artifact(latent, "latent_explorer_runs.png")
     save_artifact(window, "app_window_design.png")
+    assert annealing_gap_ms < LATENCY_LIMIT_MS, f"event loop blocked for {annealing_gap_ms:.0f} ms during annealing"
 
 
 def test_validation_can_be_cancelled(qtbot, tmp_path, resources, model_path, monkeypatch):
     window = design_window(qtbot, tmp_path, model_path, wait_map=False)
     find(qtbot, window)
     card = window.target_panel.visible_cards()[0]
-    # Make the solve slow enough to cancel: it polls the token between steps.
-    import vaereg_studio.design_state as design_state
+    # A stand-in solve that runs until cancelled (the real child process is tested below).
+    from vaereg_core.inverse.annealing import Cancelled
 
-    real = design_state.validate
-
-    def slow(voxels, target, *, cancel):
+    def endless(voxels, target, cancel):
         while not cancel():
             time.sleep(0.01)
-        return real(voxels, target, cancel=cancel)
+        raise Cancelled("validation cancelled")
 
-    monkeypatch.setattr(design_state, "validate", slow)
-    card.validate_button.click()
+    monkeypatch.setattr("vaereg_studio.design_state.validate_in_process", endless)
+    window.target_panel.validate_card(card)
     assert card.validate_button.text() == "Cancel"
     with qtbot.waitSignal(window.target_panel.validated, timeout=TIMEOUT_MS) as blocker:
         started = time.perf_counter()
@@ -357,3 +357,32 @@ def test_design_settings_persist_across_restart(qtbot, tmp_path, resources, mode
     assert again.latent_panel.iterations.value() == 321
     assert again.latent_panel.temperature.value() == pytest.approx(0.02)
     assert again.latent_panel.prior_weight.value() == pytest.approx(0.5)
+
+
+def test_validation_in_a_child_process_matches_and_cancels_fast(tmp_path):
+    from app_helpers import small_structure
+
+    from vaereg_core.errors import VaeRegError
+    from vaereg_core.inverse.annealing import Cancelled
+    from vaereg_core.inverse.design import validate
+    from vaereg_core.inverse.targets import parse_target
+    from vaereg_studio.design_state import CancelToken
+    from vaereg_studio.physics_process import validate_in_process
+
+    target = parse_target({"C11": 40.0, "C12": 15.0}, ["C11", "C22", "C33", "C12", "C13", "C23"])
+    voxels = small_structure(19)
+    there = validate_in_process(voxels, target, CancelToken())
+    here = validate(voxels, target)
+    assert there.constants == pytest.approx(here.constants, rel=1e-9) and set(there.relative_error) == {"C11", "C12"}
+
+    token = CancelToken()
+    import threading
+
+    threading.Timer(0.3, token.cancel).start()
+    started = time.perf_counter()
+    with pytest.raises(Cancelled):
+        validate_in_process(small_structure(64), target, token)  # several seconds if not stopped
+    assert time.perf_counter() - started < 0.3 + 0.5
+
+    with pytest.raises(VaeRegError, match="binary|0 and 1|values"):
+        validate_in_process(np.full((8, 8, 8), 7, np.uint8), target, CancelToken())

@@ -17,13 +17,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py  # noqa: F401 (read_table imports it lazily: see below)
 import numpy as np
 
+from vaereg_core.dataset.table import PROPERTY_NAMES, DatasetError, read_table
+from vaereg_core.errors import VaeRegError
 from vaereg_core.inverse.annealing import AnnealSettings, Cancelled, State
-from vaereg_core.inverse.design import Candidate, Refinement, Validation, candidates, refine, validate
+from vaereg_core.inverse.design import Candidate, Refinement, Validation, candidates, refine
 from vaereg_core.inverse.latent_map import LatentMap, latent_map
 from vaereg_core.inverse.targets import Target
 from vaereg_core.resources import default_dataset_path
+from vaereg_studio.physics_process import validate_in_process
+from vaereg_studio.structure import surface_mesh
+
+# Modules are imported here, not inside the worker functions: PySide6's import
+# hook reads the source of every newly imported module while holding the GIL,
+# which stalled the UI thread for 50–250 ms when a worker imported lazily.
 
 THUMBNAIL_TRIANGLES = 8000
 """Triangle budget of a candidate's small 3-D view (software OpenGL draws ~1 M triangles/s)."""
@@ -86,9 +95,6 @@ class TrainingData:
 
 def training_data(property_names: tuple[str, ...], path: Path | None = None) -> TrainingData:
     """Read the property table the free properties are filled from (default: the shipped dataset)."""
-    from vaereg_core.dataset.table import PROPERTY_NAMES, read_table
-    from vaereg_core.errors import VaeRegError
-
     path = default_dataset_path() if path is None else Path(path)
     if not path.is_file():
         return TrainingData(path, None, f"No training property table at {path}, so every property needs a value.")
@@ -115,8 +121,6 @@ class FoundCandidate:
 
 def thumbnail_mesh(voxels: np.ndarray, max_triangles: int = THUMBNAIL_TRIANGLES):
     """A smooth hard-phase surface decimated to about ``max_triangles`` (``None``: no hard phase)."""
-    from vaereg_studio.structure import surface_mesh
-
     surface = surface_mesh(voxels, smooth=True)
     if surface is not None and surface.n_cells > max_triangles:
         surface = surface.decimate(1.0 - max_triangles / surface.n_cells).compute_normals(cell_normals=False, auto_orient_normals=False)
@@ -130,13 +134,11 @@ def find_candidates(model: Any, target: Target, samples_per_component: int, seed
 
 
 def validate_structure(voxels: np.ndarray, target: Target, cancel: CancelToken) -> Validation | None:
-    """Physics-validated properties of ``voxels``; ``None`` when cancelled."""
-    from vaereg_core.errors import SolverCancelled
-
+    """Physics-validated properties of ``voxels`` (solved in a child process); ``None`` when cancelled."""
     try:
         with compute_slot(cancel):
-            return validate(voxels, target, cancel=cancel)
-    except (Cancelled, SolverCancelled):
+            return validate_in_process(voxels, target, cancel)
+    except Cancelled:
         return None
 
 
@@ -326,8 +328,6 @@ def compute_map(
         No usable training data.
     """
     from vaereg_core.dataset import MicrostructureDataset
-    from vaereg_core.dataset.table import DatasetError
-    from vaereg_core.errors import VaeRegError
 
     path = default_dataset_path() if dataset_path is None else Path(dataset_path)
     dataset = MicrostructureDataset(path, split="train", properties=model.property_names)

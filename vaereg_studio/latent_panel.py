@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, QTimer, Signal
+from PySide6.QtCore import QPoint, QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -54,7 +54,10 @@ from vaereg_studio.design_state import (
 if TYPE_CHECKING:
     from vaereg_studio.main_window import MainWindow
 
-POLL_MS = 50  # progress is read at most 20 times a second, however fast a run goes
+# Progress is read at most 10 times a second, however fast a run goes: with
+# OpenGL views in the window every repaint composes the whole window, ~40 ms
+# on llvmpipe under load, so 20 repaints a second would fill the UI thread.
+POLL_MS = 100
 RUN_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
 MAP_STRUCTURES = 2000
 ANNEAL_DEFAULTS: dict[str, Any] = {"iterations": 200, "temperature": 0.05, "step": 0.5, "seed": 0, "prior_weight": 0.0, "colour_by": ""}
@@ -431,8 +434,8 @@ class LatentPanel(QWidget):
         point = view.mapSceneToView(event.scenePos())
         self.decode_at(np.array([point.x(), point.y()]))
 
-    def view_to_widget(self, x: float, y: float) -> QPointF:
-        """Widget coordinates of map point (x, y) (for clicking it in tests and scripts)."""
+    def view_to_widget(self, x: float, y: float) -> QPoint:
+        """Viewport coordinates of map point (x, y) (for clicking it in tests and scripts)."""
         scene = self.plot.getViewBox().mapViewToScene(QPointF(x, y))
         return self.graphics.mapFromScene(scene)
 

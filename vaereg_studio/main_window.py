@@ -144,7 +144,7 @@ class MainWindow(QMainWindow):
         # forever, and with OpenGL views in the window every repaint composes
         # the whole window (~35 ms per frame on llvmpipe), which kept the UI
         # thread a third busy while any worker ran.
-        self.busy = QLabel()
+        self.busy = QLabel("working…")
         self.busy.setObjectName("statusBusy")
         self.busy.hide()
         self.vf_label = QLabel("")
@@ -238,9 +238,8 @@ class MainWindow(QMainWindow):
         self._show_busy()
 
     def _show_busy(self) -> None:
-        count = len(self._workers)
-        self.busy.setText(f"working: {count} task{'s' if count > 1 else ''}")
-        self.busy.setVisible(bool(count))
+        # Shown or hidden only: a changing count would repaint the window for every task.
+        self.busy.setVisible(bool(self._workers))
 
     @property
     def is_busy(self) -> bool:

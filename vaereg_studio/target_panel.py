@@ -16,6 +16,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyvista as pv
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import (
@@ -152,7 +153,6 @@ class CandidateCard(QFrame):
         self.table = QLabel()
         self.table.setObjectName("candidateTable")
         self.table.setTextFormat(Qt.TextFormat.RichText)
-        self.table.setWordWrap(True)
         layout.addWidget(self.table)
         buttons = QHBoxLayout()
         self.validate_button = QPushButton("Validate")
@@ -177,11 +177,11 @@ class CandidateCard(QFrame):
         self.title.setText(f"<b>{c.label}</b> · π<sub>{c.component + 1}</sub> = {c.weight:.3f} · vf {c.volume_fraction:.3f}")
         self.view.remove_actor("hard_phase", render=False)
         if found.thumbnail is not None:
-            self.view.add_mesh(found.thumbnail, color=self.colour, smooth_shading=True, name="hard_phase", reset_camera=False, show_scalar_bar=False)
+            self.view.add_mesh(found.thumbnail, color=self.colour, smooth_shading=True, name="hard_phase", reset_camera=False, show_scalar_bar=False, render=False)
         n = c.voxels.shape[0]
-        self.view.add_mesh(_outline(n), color="#9aa3b5", name="outline", reset_camera=False)
+        self.view.add_mesh(_outline(n), color="#9aa3b5", name="outline", reset_camera=False, render=False)
         self.view.camera_position = [(1.5 * n, 1.2 * n, 1.8 * n), (n / 2, n / 2, n / 2), (0.0, 0.0, 1.0)]
-        self.view.reset_camera(render=False)
+        self.view.renderer.reset_camera(render=False)  # Plotter.reset_camera renders whatever it is told
         self.view.render()
         self.set_validating(False)
         self._fill_table()
@@ -203,18 +203,19 @@ class CandidateCard(QFrame):
         goals = target.as_dict()
         rows = ["<tr><th></th><th align='right'>predicted</th><th align='right'>physics</th><th align='right'>error</th></tr>"]
         for name, mean, std in zip(c.property_names, c.predicted, c.predicted_std):
-            physics = error = ""
+            # Placeholders keep the label's size: a card that changes size re-lays out (and redraws) them all.
+            physics = error = "—"
             if self.validation is not None:
                 achieved = self.validation.constants[name]
                 physics = f"{achieved:.1f}"
                 error = f"{100 * (achieved - goals[name]) / goals[name]:+.1f} %" if name in goals else "free"
             rows.append(f"<tr><td>{name}</td><td align='right'>{mean:.1f} ± {std:.1f}</td><td align='right'>{physics}</td><td align='right'>{error}</td></tr>")
-        note = ""
+        note = "not validated yet"
         if self.validation is not None:
-            note = f"physics: FFT solver, {self.validation.seconds:.1f} s; mean |error| {100 * self.validation.mean_relative_error:.1f} %"
+            note = f"FFT solver {self.validation.seconds:.1f} s · mean |error| {100 * self.validation.mean_relative_error:.1f} %"
         elif cancelled:
             note = "validation cancelled"
-        self.table.setText(f"<table style='font-size: small' cellspacing='2'>{''.join(rows)}</table><small>GPa · {note}</small>")
+        self.table.setText(f"<table style='font-size: small' cellspacing='2'>{''.join(rows)}</table><small>GPa<br>{note}</small>")
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt override)
         """A click anywhere on the card (outside the 3-D view and buttons) opens the candidate."""
@@ -227,9 +228,7 @@ class CandidateCard(QFrame):
         self.view.close()
 
 
-def _outline(n: int):
-    import pyvista as pv
-
+def _outline(n: int) -> pv.PolyData:
     return pv.ImageData(dimensions=(n + 1,) * 3).outline()
 
 

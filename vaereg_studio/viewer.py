@@ -120,7 +120,7 @@ class VoxelViewer(QWidget):
         self.voxels = voxels
         if new_shape:
             self.slice_index = [n // 2 for n in voxels.shape]
-        self.plotter.add_mesh(pv.ImageData(dimensions=[n + 1 for n in voxels.shape]).outline(), color="#9aa3b5", name="outline", reset_camera=False)
+        self.plotter.add_mesh(pv.ImageData(dimensions=[n + 1 for n in voxels.shape]).outline(), color="#9aa3b5", name="outline", reset_camera=False, render=False)
         self.set_surface(surface, render=False)
         self._draw_slices()
         self._apply_scale()
@@ -141,6 +141,7 @@ class VoxelViewer(QWidget):
                 name="hard_phase",
                 reset_camera=False,
                 show_scalar_bar=False,
+                render=False,  # add_mesh renders by default: one frame per call, drawn by render() below
             )
             self.plotter.actors["hard_phase"].SetVisibility(self.options.show_surface)
         if render:
@@ -234,7 +235,7 @@ class VoxelViewer(QWidget):
         centre = np.array(self.voxels.shape) / 2.0 if self.voxels is not None else np.zeros(3)
         # Camera at +direction from the centre, looking back at it; reset_camera fits the distance.
         self.plotter.camera_position = [tuple(centre + direction), tuple(centre), up]
-        self.plotter.reset_camera(render=False)
+        self.plotter.renderer.reset_camera(render=False)  # Plotter.reset_camera renders whatever it is told
         if render:
             self.render()
 
@@ -286,6 +287,7 @@ class VoxelViewer(QWidget):
                 lighting=False,
                 name=f"slice_{name}",
                 reset_camera=False,
+                render=False,
             )
 
     def _apply_axes(self) -> None:
