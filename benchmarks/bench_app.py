@@ -10,6 +10,10 @@ a display it re-runs itself under ``xvfb-run`` (1280x1024x24, Mesa's llvmpipe).
 - *surface*: hard-phase surface extraction of the 51³ sample (worker-thread work).
 - *frame*: median time of one ``render()`` of the 51³ sample in the 3-D view at
   the window's size, for the smooth and the blocky surface and with slices.
+- *candidates*: inverse-design latency with the bundled model (or, without one,
+  the tests' tiny random 19³ model, K = 3): ``vaereg_core.inverse.design.candidates``
+  alone, and in the app from "Find candidates" to every candidate card drawn
+  (worker, decimated thumbnails, one small 3-D view per card).
 """
 
 from __future__ import annotations
@@ -74,7 +78,56 @@ def in_process(frames: int) -> list[tuple[str, float]]:
         window.viewer.set_slices_visible(True)
         window.viewer.set_opacity(0.3)
         rows.append(("frame 51^3 blocky + 3 slices, opacity 0.3", median_render(window, frames)))
+        rows += candidate_latency(window, folder, frames)
         window.close()
+    return rows
+
+
+def candidate_latency(window, folder: str, repeats: int) -> list[tuple[str, float]]:
+    """Median seconds to draw candidates: the core call, and "Find candidates" to all cards drawn."""
+    from pathlib import Path
+
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from vaereg_core.inverse.design import candidates
+    from vaereg_core.resources import default_model_path
+    from vaereg_studio.model_state import load
+
+    path = default_model_path()
+    name = "bundled model"
+    if not path.is_file():
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from inverse_helpers import save_tiny_model
+
+        path, name = save_tiny_model(Path(folder) / "tiny.pt", components=3), "tiny random 19^3 model"
+
+    def wait(signal) -> None:
+        loop = QEventLoop()
+        signal.connect(loop.quit)
+        QTimer.singleShot(300_000, loop.quit)
+        loop.exec()
+        signal.disconnect(loop.quit)
+
+    window.open_model(path)
+    wait(window.modelLoaded)
+    model, panel = window.model, window.target_panel
+    target = panel.target()
+    rows = []
+    for samples in (0, 2):
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            found = candidates(model, target, samples_per_component=samples, reference=panel.training.properties)
+            times.append(time.perf_counter() - t)
+        rows.append((f"candidates() {name}, {len(found)} structures", statistics.median(times)))
+        panel.samples.setValue(samples)
+        times = []
+        for _ in range(max(1, repeats // 3)):
+            t = time.perf_counter()
+            panel.find_candidates()
+            wait(panel.candidatesShown)
+            times.append(time.perf_counter() - t)
+        rows.append((f"Find candidates -> {len(found)} cards drawn (app)", statistics.median(times)))
     return rows
 
 

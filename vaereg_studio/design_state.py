@@ -214,15 +214,22 @@ class RunProgress:
     _best: float = float("nan")
     _accepted: list[np.ndarray] = field(default_factory=list, repr=False)
     _taken: int = 0
+    _last: State | None = None
+
+    def begin(self, start: np.ndarray) -> None:
+        """Record the starting state (the first point of the trajectory)."""
+        with self._lock:
+            self.phase = "annealing"
+            self._accepted.append(np.asarray(start, dtype=np.float64))
 
     def callback(self, iteration: int, total: int, current: State, best: State) -> None:
         """The ``progress`` callable of :func:`~vaereg_core.inverse.design.refine`."""
         with self._lock:
-            self.phase = "annealing"
             self._iteration = iteration
             self._best = best.value
-            if not self._accepted or self._accepted[-1] is not current.z:
-                self._accepted.append(current.z)
+            if current.iteration > 0 and (self._last is None or current is not self._last):
+                self._accepted.append(current.z)  # a newly accepted state
+            self._last = current
 
     def set_phase(self, phase: str) -> None:
         """"queued", "annealing", "validating", "done" or "cancelled"."""
@@ -266,7 +273,7 @@ def run_refinement(
         When cancelled before it could start (all compute slots busy).
     """
     with compute_slot(progress.token):
-        progress.set_phase("annealing")
+        progress.begin(start)
         refinement = refine(
             model, target, start, settings, prior_weight=prior_weight, reference=reference,
             progress=progress.callback, cancel=progress.token, validate_best=False,

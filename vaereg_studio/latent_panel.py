@@ -332,8 +332,10 @@ class LatentPanel(QWidget):
             self._map_cancel = None
             self.map_progress_box.hide()
             self.map, self.map_path, computed = result
-            where = f"saved to {self.map_path}" if self.map_path else "not saved (no writable folder)"
-            self._say(f"Map of {len(self.map.latents)} training structures {'computed now, ' + where if computed else 'from ' + str(self.map_path)}.")
+            name = self.map_path.name if self.map_path else ""
+            where = f"saved as {name}" if self.map_path else "not saved (no writable folder)"
+            self._say(f"Map of {len(self.map.latents)} training structures {'computed now, ' + where if computed else 'from ' + name}.")
+            self.message.setToolTip(str(self.map_path or ""))
             self._draw_map()
 
         def failed(exc: Exception) -> None:
@@ -556,6 +558,7 @@ class LatentPanel(QWidget):
         row.bar.setValue(a.iterations_done)
         if self.map is not None:
             run.best_marker.setData(pos=self.map.project(a.best.z[None]))
+            self.plot.autoRange()  # a run may wander off the part of the map in view
         text = f"best error {100 * a.best.value:.2f} % (model) at iteration {a.best.iteration}, {a.accepted} accepted"
         if a.cancelled or outcome.validation is None and run.progress.token():
             row.set_status(f"cancelled after {a.iterations_done} iterations · {text}", "cancelled")

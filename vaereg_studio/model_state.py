@@ -35,8 +35,13 @@ def load(path: str | os.PathLike) -> Any:
     vaereg_core.errors.ModelFileError
         Missing, truncated, foreign or corrupted file.
     """
+    import torch
+
     from vaereg_core.model.inference import load_model
 
+    # Leave a core to the UI thread: torch's intra-op threads otherwise take
+    # every core while a run anneals, and the window stalls (measured on 2 cores).
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
     return load_model(path)
 
 

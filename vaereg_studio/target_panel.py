@@ -361,9 +361,6 @@ class TargetPanel(QWidget):
             self.scroll.hide()
             return
         self.training = training or TrainingData(None, None, "No training property table was looked for.")
-        self.message.hide()
-        self.target_box.show()
-        self.scroll.show()
         stored = self.host.settings.group_values("design", {"samples": 0, "seed": 0})
         self.samples.setValue(min(stored["samples"], MAX_SAMPLES))
         self.seed.setValue(stored["seed"])
@@ -384,6 +381,10 @@ class TargetPanel(QWidget):
         self.free_note.setText("" if reference is not None else f"“free” is off: {self.training.reason}")
         self.free_note.setVisible(reference is None)
         self._target_changed()
+        # Shown after the rows exist: widgets added to an already visible parent stay hidden.
+        self.message.hide()
+        self.target_box.show()
+        self.scroll.show()
 
     # ------------------------------------------------------------------ target
 
