@@ -568,7 +568,10 @@ class LatentPanel(QWidget):
             row.set_status(text + physics, "done")
             if v is not None:
                 row.status.setToolTip("\n".join(f"{n}: {v.constants[n]:.1f} GPa ({100 * e:+.1f} %)" for n, e in v.relative_error.items()))
-            self.show_best(run)
+            # While other runs are in flight the main view is not taken over (each
+            # redraw stalls the UI on a software renderer); "Show best" is there.
+            if all(other.finished for other in self.runs):
+                self.show_best(run)
         self.runFinished.emit(run)
 
     def show_best(self, run: AnnealRun) -> None:
