@@ -14,6 +14,10 @@ a display it re-runs itself under ``xvfb-run`` (1280x1024x24, Mesa's llvmpipe).
   the tests' tiny random 19³ model, K = 3): ``vaereg_core.inverse.design.candidates``
   alone, and in the app from "Find candidates" to every candidate card drawn
   (worker, decimated thumbnails, one small 3-D view per card).
+- *event loop*: the longest time the UI thread went without serving events
+  (:class:`vaereg_studio.latency.EventLoopProbe`, 5 ms timer) while every card
+  validates on the physics solver, and while two annealing runs of 25
+  iterations go side by side. The target is under 100 ms (no visible freeze).
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ def in_process(frames: int) -> list[tuple[str, float]]:
         window.viewer.set_opacity(0.3)
         rows.append(("frame 51^3 blocky + 3 slices, opacity 0.3", median_render(window, frames)))
         rows += candidate_latency(window, folder, frames)
+        rows += event_loop_gaps(window)
         window.close()
     return rows
 
@@ -128,6 +133,42 @@ def candidate_latency(window, folder: str, repeats: int) -> list[tuple[str, floa
             wait(panel.candidatesShown)
             times.append(time.perf_counter() - t)
         rows.append((f"Find candidates -> {len(found)} cards drawn (app)", statistics.median(times)))
+    return rows
+
+
+def event_loop_gaps(window) -> list[tuple[str, float]]:
+    """Longest event-loop gap (s) while all candidates validate, and while two runs anneal."""
+    from PySide6.QtWidgets import QApplication
+
+    from vaereg_studio.latency import EventLoopProbe
+
+    app = QApplication.instance()
+    panel, latent = window.target_panel, window.latent_panel
+    cards = panel.visible_cards()
+    done: list[str] = []
+    panel.validated.connect(lambda label, validation: done.append(label))
+    probe = EventLoopProbe()
+    probe.start()
+    for card in cards:
+        card.validate_button.click()
+    while len(done) < len(cards):
+        app.processEvents()
+        time.sleep(0.001)
+    probe.stop()
+    rows = [(f"event loop: max gap while {len(cards)} candidates validate", probe.max_gap_ms / 1e3)]
+
+    latent.iterations.setValue(25)
+    runs = []
+    for index in range(2):
+        latent.start_combo.setCurrentIndex(index)
+        latent.seed.setValue(index)
+        runs.append(latent.start_run())
+    probe.start()
+    while not all(run.finished for run in runs):
+        app.processEvents()
+        time.sleep(0.001)
+    probe.stop()
+    rows.append(("event loop: max gap while 2 runs anneal (25 iterations)", probe.max_gap_ms / 1e3))
     return rows
 
 

@@ -4,4 +4,25 @@
 # importing triton after an OpenGL context exists segfaults the process, and
 # torch imports triton lazily (e.g. when an optimizer is created). The suite
 # renders and trains in one process, so triton is loaded before any rendering.
-import torch._dynamo  # noqa: F401,E402
+import torch._dynamo  # noqa: F401,I001
+
+import gc
+import sys
+
+import pytest
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item):
+    """Delete the test's closed windows and collect their cycles now, on the main thread.
+
+    pytest-qt closes a test's widgets with ``deleteLater``, which otherwise runs
+    inside the *next* test's event loop, and Python's cyclic collector may run
+    on a worker thread; a render window must be torn down on the GUI thread.
+    """
+    result = yield
+    qt_core = sys.modules.get("PySide6.QtCore")
+    if qt_core is not None and qt_core.QCoreApplication.instance() is not None:
+        qt_core.QCoreApplication.sendPostedEvents(None, qt_core.QEvent.Type.DeferredDelete)
+    gc.collect()
+    return result
