@@ -40,11 +40,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "PCA + regression and Voigt/Reuss/Hill. Runs of one configuration with different split seeds are "
         "reported as mean ± std.",
     )
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders trained on the same dataset")
-    p.add_argument("--out", help="report folder (default RUN_DIR/report for one run, else required)")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders or model files trained on the same dataset")
+    p.add_argument("--data", help="the dataset file (default: the one the runs recorded)")
+    p.add_argument("--out", help="report folder (default RUN_DIR/report for one run folder, else required)")
     p.add_argument("--no-baselines", action="store_true", help="only the runs themselves")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.set_defaults(func=_evaluate)
+
+    p = subparsers.add_parser(
+        "pack",
+        help="store a trained run's model compactly for shipping (float16 weights, checksum, training log)",
+        description="Write the run's best model with float16 weights (half the size; checked against float32 by "
+        "comparing predictions), the dataset name the report should use, and the run's training log "
+        "(metrics.csv/json, loss_curves.png, config.json) in a folder beside it.",
+    )
+    p.add_argument("run", metavar="RUN_DIR", help="trained run folder")
+    p.add_argument("--out", required=True, help="model file to write, e.g. resources/models/default.pt")
+    p.add_argument("--data", help="dataset path recorded in the model (default: the one the run used)")
+    p.add_argument("--note", action="append", default=[], metavar="KEY=VALUE", help="provenance to record (hardware, time, ...)")
+    p.add_argument("--float32", action="store_true", help="keep float32 weights")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_pack)
 
     p = subparsers.add_parser("predict", help="predicted stiffness (mean ± std, GPa) of structure files")
     p.add_argument("files", nargs="+", metavar="FILE", help="voxel files (.npy .npz .h5 .vti .tif .raw)")
@@ -93,11 +109,23 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from vaereg_core.model.evaluation import evaluate_runs
 
-    if args.out is None and len(args.runs) > 1:
-        raise ValueError("--out is required when evaluating several runs")
+    if args.out is None and (len(args.runs) > 1 or Path(args.runs[0]).is_file()):
+        raise ValueError("--out is required when evaluating several runs or a model file")
     out = Path(args.out) if args.out else Path(args.runs[0]) / "report"
-    report = evaluate_runs(args.runs, out, baselines=not args.no_baselines, device=args.device)
+    report = evaluate_runs(args.runs, out, baselines=not args.no_baselines, device=args.device, data=args.data)
     print(report)
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vaereg_core.model.packing import pack_run
+
+    notes = dict(note.split("=", 1) for note in args.note)
+    path, figures = pack_run(args.run, args.out, data=args.data, notes=notes, half=not args.float32, overwrite=args.overwrite)
+    print(f"{path}: {path.stat().st_size / 1e6:.1f} MB; training log in {Path(figures['log'])}/; "
+          f"largest prediction change vs float32 {figures['max_relative_change']:.2e} (relative)")
     return 0
 
 

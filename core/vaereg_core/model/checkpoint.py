@@ -67,10 +67,17 @@ def state_checksum(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def save_model(path: str | os.PathLike, model: ModelFile) -> Path:
-    """Write a model file atomically (temporary file, then rename)."""
+def save_model(path: str | os.PathLike, model: ModelFile, *, dtype: torch.dtype | None = None) -> Path:
+    """Write a model file atomically (temporary file, then rename).
+
+    ``dtype`` (e.g. ``torch.float16``) stores the floating-point weights in that
+    precision, halving a shipped model's size; loading converts them back to
+    the network's float32.
+    """
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in model.network.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     names = model.property_names
     payload = {
         "format": FORMAT,

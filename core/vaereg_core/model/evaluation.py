@@ -167,13 +167,21 @@ class Run:
     kind: str
 
     @classmethod
-    def read(cls, path: str | os.PathLike) -> "Run":
+    def read(cls, path: str | os.PathLike, data: str | os.PathLike | None = None) -> "Run":
+        """A run folder, or a model file (e.g. a shipped one) with the dataset its metadata names or ``data``."""
         path = Path(path)
+        if path.is_file():
+            from vaereg_core.model.checkpoint import load_model_file
+
+            model = load_model_file(path)
+            if data is None and "data" not in model.metadata:
+                raise RunFolderError(path, "the model file does not name its dataset; pass --data")
+            return cls(path, model.config, Path(data if data is not None else model.metadata["data"]), model.kind)
         record_file = path / "config.json"
         if not record_file.is_file() or not (path / "model.pt").is_file():
             raise RunFolderError(path, "not a trained run folder (config.json and model.pt expected)")
         record = json.loads(record_file.read_text())
-        return cls(path, RunConfig.from_dict(record["config"]), Path(record["data"]), record["kind"])
+        return cls(path, RunConfig.from_dict(record["config"]), Path(data if data is not None else record["data"]), record["kind"])
 
     @property
     def label(self) -> str:
@@ -215,12 +223,21 @@ def latent_predictions(model: LoadedModel, label: str, train: Split, test: Split
     return rows
 
 
-def evaluate_runs(runs: list[str | os.PathLike], out: str | os.PathLike, *, baselines: bool = True, device: str = "auto") -> str:
+def evaluate_runs(
+    runs: list[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    baselines: bool = True,
+    device: str = "auto",
+    data: str | os.PathLike | None = None,
+) -> str:
     """Write ``report.md``, ``metrics.json`` and parity plots for trained runs; return the Markdown.
 
-    All runs must come from the same dataset file; baselines are fitted once per split seed.
+    ``runs`` are run folders or model files. All must come from the same
+    dataset file (``data`` names it instead of what they recorded); baselines
+    are fitted once per split seed.
     """
-    loaded = [Run.read(r) for r in runs]
+    loaded = [Run.read(r, data) for r in runs]
     datas = {r.data for r in loaded}
     if len(datas) != 1:
         raise ValueError(f"runs come from different dataset files: {', '.join(map(str, sorted(datas)))}")
