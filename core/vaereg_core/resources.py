@@ -30,8 +30,19 @@ def default_sample_path() -> Path:
 
 
 def default_model_path() -> Path:
-    """The pretrained default model (six properties, Gaussian-mixture prior)."""
-    return resources_dir() / "models" / "default.pt"
+    """The model the app opens at start and the CLI uses without ``--model``.
+
+    ``resources/models/DEFAULT`` names it (one file name in that folder), so
+    that the shipped default changes without code; without that file it is
+    ``resources/models/default.pt``.
+    """
+    models = resources_dir() / "models"
+    pointer = models / "DEFAULT"
+    if pointer.is_file():
+        name = pointer.read_text().strip()
+        if name and "/" not in name and "\\" not in name:
+            return models / name
+    return models / "default.pt"
 
 
 def default_dataset_path() -> Path:

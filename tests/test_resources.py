@@ -1,0 +1,25 @@
+"""Where the shipped files are found (resources folder, default model pointer)."""
+
+from __future__ import annotations
+
+from vaereg_core.resources import default_model_path, default_sample_path, resources_dir
+
+
+def test_environment_variable_moves_the_resources(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAEREG_RESOURCES", str(tmp_path))
+    assert resources_dir() == tmp_path
+    assert default_sample_path() == tmp_path / "samples" / "default.vti"
+
+
+def test_default_model_is_named_by_the_pointer_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAEREG_RESOURCES", str(tmp_path))
+    assert default_model_path() == tmp_path / "models" / "default.pt"
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "DEFAULT").write_text("c11-two-morphology-gm.pt\n")
+    assert default_model_path() == tmp_path / "models" / "c11-two-morphology-gm.pt"
+    (tmp_path / "models" / "DEFAULT").write_text("../elsewhere.pt")  # only names inside the folder count
+    assert default_model_path() == tmp_path / "models" / "default.pt"
+
+
+def test_source_tree_resources_hold_the_samples():
+    assert (resources_dir() / "samples" / "default.vti").is_file()
