@@ -337,7 +337,8 @@ def compute_map(
     from vaereg_core.dataset import MicrostructureDataset
 
     path = default_dataset_path() if dataset_path is None else Path(dataset_path)
-    dataset = MicrostructureDataset(path, split="train", properties=model.property_names)
+    train = model.file.config.train  # the map shows the data the model was trained on (its subset and split)
+    dataset = MicrostructureDataset(path, split="train", properties=model.property_names, subset=train.subset, split_seed=train.split_seed)
     if dataset.table.recipe.size != model.grid:
         raise DatasetError(path, f"its structures are {dataset.table.recipe.size}³ but the model takes {model.grid}³")
     if len(dataset) == 0:
