@@ -1,9 +1,10 @@
-"""``vaereg-studio [FILE]``: start the app on FILE or on the bundled sample."""
+"""``vaereg-studio [FILE]``: start the app on FILE or on the bundled sample; ``--self-test`` checks the installation."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -20,7 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
     """Command-line options of the app."""
     parser = argparse.ArgumentParser(prog="vaereg-studio", description=f"{APP_NAME}: design microstructures for a target stiffness.")
     parser.add_argument("file", nargs="?", help="voxel file to open (default: the bundled sample)")
+    parser.add_argument("--model", metavar="PATH", help="model file to open (default: the bundled model)")
     parser.add_argument("--reset-layout", action="store_true", help="start with the default window layout")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="check this installation (model, prediction, inverse design, annealing, physics, rendering, window), print one line per step and exit",
+    )
     parser.add_argument("--version", action="version", version=f"{APP_NAME} {__version__}")
     return parser
 
@@ -46,7 +53,9 @@ def launch(argv: Sequence[str] | None = None, settings: QSettings | None = None)
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
-    window = MainWindow(settings)
+    window = MainWindow(settings, load_default_model=args.model is None)
+    if args.model is not None:
+        window.open_model(args.model)
     if args.reset_layout:
         window.reset_layout()
     install_excepthook(window.report_error)
@@ -57,7 +66,15 @@ def launch(argv: Sequence[str] | None = None, settings: QSettings | None = None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the application; returns the exit status."""
+    """Run the application (or its self-test); returns the exit status."""
+    # First: in a frozen bundle, the physics child process and multiprocessing's
+    # helper processes start this executable again, and this runs their code instead.
+    multiprocessing.freeze_support()
+    args = build_parser().parse_args(argv)
+    if args.self_test:
+        from vaereg_studio.self_test import run
+
+        return run(args.model)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     launch(argv)
     from PySide6.QtWidgets import QApplication

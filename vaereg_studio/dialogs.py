@@ -86,7 +86,7 @@ def confirm_overwrite(parent: QWidget | None, paths: Sequence[Path]) -> bool:
 
 def about_text(model_description: str) -> str:
     """Rich text of the About box, naming the loaded model."""
-    import vtk
+    from vtkmodules.vtkCommonCore import vtkVersion  # not `import vtk`: that loads every VTK module
 
     return (
         f"<h3>{APP_NAME} {__version__}</h3>"
@@ -94,7 +94,7 @@ def about_text(model_description: str) -> str:
         "VAE-Regression network and a multimodal (Gaussian-mixture) prior.</p>"
         f"<p><b>Model:</b> {model_description}</p>"
         f"<p>vaereg_core {vaereg_core.__version__} · Python {platform.python_version()} · "
-        f"PySide6 {pyside_version} · VTK {vtk.vtkVersion.GetVTKVersion()}</p>"
+        f"PySide6 {pyside_version} · VTK {vtkVersion.GetVTKVersion()}</p>"
         "<p>BSD-3-Clause licence.</p>"
     )
 
