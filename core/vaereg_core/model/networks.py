@@ -150,6 +150,14 @@ class Output(NamedTuple):
     reconstruction_logits: Tensor
 
 
+def glorot_init(module: nn.Module) -> None:
+    """Keras' default initialisation: Glorot-uniform weights and zero biases for every conv and dense layer."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class VAERegression(nn.Module):
     """VAE-Regression with a Gaussian or Gaussian-mixture conditional prior (paper section 2, Fig. 1b).
 
@@ -170,6 +178,8 @@ class VAERegression(nn.Module):
             self.generator = StandardGenerator(config.latent_dim)
         else:
             self.generator = MixtureGenerator(config.n_properties, config.latent_dim, config.components, config.generator_hidden)
+        if config.init == "glorot":
+            glorot_init(self)
 
     def forward(self, x: Tensor) -> Output:
         """Encode, regress, build the prior from the predicted c, and decode a sample of z.
@@ -197,6 +207,8 @@ class RegressionOnly(nn.Module):
         self.config = config
         self.trunk = Trunk(config)
         self.regressor = GaussianHead(config.trunk_dense, config.head_dense, config.n_properties)
+        if config.init == "glorot":
+            glorot_init(self)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log variance of the standardised properties."""

@@ -35,7 +35,7 @@ from vaereg_core.device import resolve_device
 from vaereg_core.errors import VaeRegError
 from vaereg_core.model.checkpoint import MODEL_FILE, KINDS, ModelFile, save_model
 from vaereg_core.model.config import RunConfig
-from vaereg_core.model.losses import LossTerms, VAERegLoss, gaussian_nll
+from vaereg_core.model.losses import LossTerms, VAERegLoss, beta_nll
 from vaereg_core.model.networks import VAERegression
 from vaereg_core.model.scaling import PropertyScaler
 
@@ -104,7 +104,7 @@ def compute_loss(network: nn.Module, loss: VAERegLoss, x: torch.Tensor, y: torch
     if isinstance(network, VAERegression):
         return loss(network(x), x, y)
     c = loss.config
-    regression = gaussian_nll(*network(x), y).mean()
+    regression = beta_nll(*network(x), y, c.regression_beta).mean()
     zero = torch.zeros((), device=x.device)
     return LossTerms(c.regression_weight * c.regression_scale * regression, regression.detach(), zero, zero)
 
