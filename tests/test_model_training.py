@@ -92,3 +92,31 @@ def test_predict_without_a_default_model_says_so(tmp_path, monkeypatch, capsys):
     path = write_voxels(tmp_path / "s.npy", np.zeros((19, 19, 19), np.uint8))
     assert main(["predict", str(path)]) == 2
     assert "no bundled default model" in capsys.readouterr().err
+
+
+def test_init_from_starts_the_trunk_and_regressor_of_a_trained_model(data, tmp_path):
+    config = tiny(max_epochs=1, max_train_samples=8)
+    train(config, data, tmp_path / "reg", device="cpu", progress=False, kind="regression-only")
+    source = load_model(tmp_path / "reg", device="cpu").network.state_dict()
+    stopped = train(config, data, tmp_path / "warm", device="cpu", progress=False, init_from=tmp_path / "reg" / "model.pt",
+                    callback=lambda record: False)
+    assert stopped.epochs == 1
+    # Before its first step, a network started from the model holds the model's trunk and regressor.
+    from vaereg_core.model.training import Trainer, split_datasets
+
+    trainer = Trainer(config, split_datasets(config, data), tmp_path / "fresh", device="cpu", init_from=tmp_path / "reg" / "model.pt", progress=False)
+    state = trainer.network.state_dict()
+    for key, value in source.items():
+        assert torch.equal(state[key], value.float()), key
+    assert load_model(tmp_path / "warm", device="cpu").file.metadata["init_from"].endswith("model.pt")
+    record = json.loads((tmp_path / "warm" / "config.json").read_text())
+    assert record["init_from"] == str((tmp_path / "reg" / "model.pt").resolve())
+
+
+def test_init_from_refuses_a_model_of_other_properties(data, tmp_path):
+    config = tiny(max_epochs=1, max_train_samples=8)
+    train(config, data, tmp_path / "reg", device="cpu", progress=False, kind="regression-only")
+    assert config.model.properties == ("C11",)
+    other = dataclasses.replace(config, model=dataclasses.replace(config.model, properties=("C11", "C22")))
+    with pytest.raises(RunFolderError, match="same properties"):
+        train(other, data, tmp_path / "warm", device="cpu", progress=False, init_from=tmp_path / "reg" / "model.pt")

@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the model, or the Reg-only 3-D CNN baseline (trunk + regressor)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="default auto: cuda, then mps, then cpu")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--init-from", metavar="MODEL", help="start the trunk and regressor from a trained model file (e.g. a Reg-only run's model.pt)")
     p.add_argument("--epochs", type=int, help="override train.max_epochs")
     p.add_argument("--seed", type=int, help="override train.seed")
     p.add_argument("--split-seed", type=int, help="override the dataset's split seed (repeated random splits)")
@@ -98,7 +99,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"epoch {record.epoch:3d}  train {record.train['total']:.4g}  val {record.val['total']:.4g}  {mape}  ({record.seconds:.0f} s)", file=sys.stderr)
 
     result = train(config, args.data, args.out, device=args.device, resume=args.resume, kind=args.kind,
-                   progress=not args.quiet, callback=report)
+                   init_from=args.init_from, progress=not args.quiet, callback=report)
     why = "early stopping" if result.stopped_early else "epoch limit"
     print(f"{result.model_path}: best epoch {result.best_epoch} of {result.epochs} (validation loss {result.best_val_loss:.4g}; stopped by {why})")
     return 0
