@@ -135,3 +135,15 @@ def test_torch_initialisation_is_kept_on_request():
     torch.manual_seed(0)
     net = VAERegression(dataclasses.replace(named_config("tiny").model, init="torch"))
     assert torch.count_nonzero(net.trunk.dense[1].bias) > 0
+
+
+@pytest.mark.parametrize("through", [False, True])
+def test_prior_gradient_reaches_the_regressor_only_when_configured(through):
+    config = dataclasses.replace(named_config("tiny").model, prior_gradient_to_regressor=through)
+    net = VAERegression(config).train()
+    x = (torch.rand(2, 1, 19, 19, 19) > 0.5).float()
+    out = net(x)
+    out.prior.mu.sum().backward()
+    grad = net.regressor.mean[-1].weight.grad
+    assert (grad is not None and bool(torch.any(grad != 0))) == through
+    assert net.generator.mean.weight.grad is not None  # the generator learns either way

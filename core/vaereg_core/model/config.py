@@ -61,6 +61,14 @@ class ModelConfig:
         Channels of the decoder's upsampling blocks; each block doubles the grid.
     negative_slope : float
         Slope of the LeakyReLUs.
+    prior_gradient_to_regressor : bool
+        Whether the KL term's gradient reaches the regressor through the prior's
+        input c. The paper lets it (c is the regressor's sample); it pulls each
+        prediction towards the value whose prior best fits the current posterior,
+        which fights the regression: from a Reg-only start, the validation MSE of
+        standardised log C11 rose 0.04 -> 0.66 in 10 steps with it, to 0.10
+        without. False stops that gradient: the regressor learns from the
+        regression term alone, the generator still learns p(z | c).
     init : {'glorot', 'torch'}
         Weight initialisation: ``glorot`` is Keras' default (Glorot-uniform weights,
         zero biases), which the paper's networks were trained with; ``torch`` is
@@ -80,6 +88,7 @@ class ModelConfig:
     decoder_dense: tuple[int, ...] = (32, 64)
     decoder_channels: tuple[int, ...] = (64, 32, 16)
     negative_slope: float = 0.2
+    prior_gradient_to_regressor: bool = False
     init: str = "glorot"
 
     def __post_init__(self) -> None:

@@ -186,7 +186,8 @@ class VAERegression(nn.Module):
 
         In training mode z and the generator's input c are drawn with the
         reparameterisation trick (one Monte-Carlo sample, as in the paper); in
-        evaluation mode the means are used.
+        evaluation mode the means are used. c reaches the generator without a
+        gradient unless ``config.prior_gradient_to_regressor``.
         """
         h = self.trunk(x)
         z_mean, z_log_var = self.encoder(h)
@@ -196,6 +197,8 @@ class VAERegression(nn.Module):
             c = c_mean + torch.randn_like(c_mean) * torch.exp(0.5 * c_log_var)
         else:
             z, c = z_mean, c_mean
+        if not self.config.prior_gradient_to_regressor:
+            c = c.detach()
         return Output(z_mean, z_log_var, c_mean, c_log_var, self.generator(c), self.decoder.logits(z))
 
 
