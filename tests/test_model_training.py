@@ -120,3 +120,20 @@ def test_init_from_refuses_a_model_of_other_properties(data, tmp_path):
     other = dataclasses.replace(config, model=dataclasses.replace(config.model, properties=("C11", "C22")))
     with pytest.raises(RunFolderError, match="same properties"):
         train(other, data, tmp_path / "warm", device="cpu", progress=False, init_from=tmp_path / "reg" / "model.pt")
+
+
+def test_validation_scores_the_regression_with_the_plain_nll(data, tmp_path):
+    from vaereg_core.model.losses import beta_nll
+    from vaereg_core.model.training import Trainer, split_datasets
+
+    config = tiny(max_epochs=1, max_train_samples=8)
+    trainer = Trainer(config, split_datasets(config, data), tmp_path / "run", device="cpu", kind="regression-only", progress=False)
+    with torch.no_grad():
+        trainer.network.regressor.log_var[-1].bias.fill_(-2.0)  # σ² far from 1: β-NLL and NLL differ
+    terms, _ = trainer.validate()
+    x = torch.stack([trainer.val_set[i][0] for i in range(len(trainer.val_set))])
+    y = trainer.scaler.transform(torch.stack([trainer.val_set[i][1] for i in range(len(trainer.val_set))]))
+    with torch.no_grad():
+        mean, log_var = trainer.network(x)
+    assert terms["regression"] == pytest.approx(float(beta_nll(mean, log_var, y, 0.0).mean()), rel=1e-4)
+    assert terms["regression"] != pytest.approx(float(beta_nll(mean, log_var, y, 1.0).mean()), rel=1e-2)

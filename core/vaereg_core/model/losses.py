@@ -167,9 +167,11 @@ class VAERegLoss(nn.Module):
             return two_point_loss(torch.sigmoid(logits), target, self.config.two_point_window)
         return self.style(torch.sigmoid(logits), target)
 
-    def forward(self, out: Output, voxels: Tensor, properties: Tensor) -> LossTerms:
+    def forward(self, out: Output, voxels: Tensor, properties: Tensor, regression_beta: float | None = None) -> LossTerms:
+        """Loss terms of a batch; ``regression_beta`` overrides the configured β (0 for validation, see :meth:`Trainer.validate`)."""
         c = self.config
-        regression = beta_nll(out.c_mean, out.c_log_var, properties, c.regression_beta).mean()
+        beta = c.regression_beta if regression_beta is None else regression_beta
+        regression = beta_nll(out.c_mean, out.c_log_var, properties, beta).mean()
         reconstruction = self.reconstruction(out.reconstruction_logits, voxels).mean()
         kl = prior_kl(out.z_mean, out.z_log_var, out.prior).mean()
         total = (

@@ -99,12 +99,18 @@ def dataset_properties(dataset: Dataset) -> np.ndarray:
     return np.stack([np.asarray(dataset[i][1], dtype=np.float64) for i in range(len(dataset))])
 
 
-def compute_loss(network: nn.Module, loss: VAERegLoss, x: torch.Tensor, y: torch.Tensor) -> LossTerms:
-    """Loss terms of a batch (y standardised); the Reg-only network has the regression term alone."""
+def compute_loss(
+    network: nn.Module, loss: VAERegLoss, x: torch.Tensor, y: torch.Tensor, regression_beta: float | None = None
+) -> LossTerms:
+    """Loss terms of a batch (y standardised); the Reg-only network has the regression term alone.
+
+    ``regression_beta`` overrides the configured β of the regression term.
+    """
     if isinstance(network, VAERegression):
-        return loss(network(x), x, y)
+        return loss(network(x), x, y, regression_beta)
     c = loss.config
-    regression = beta_nll(*network(x), y, c.regression_beta).mean()
+    beta = c.regression_beta if regression_beta is None else regression_beta
+    regression = beta_nll(*network(x), y, beta).mean()
     zero = torch.zeros((), device=x.device)
     return LossTerms(c.regression_weight * c.regression_scale * regression, regression.detach(), zero, zero)
 
@@ -303,13 +309,15 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> tuple[dict[str, float], dict[str, float]]:
-        """Mean loss terms (evaluation mode: no sampling) and MAPE (%) per property on the validation split."""
+        """Mean loss terms (evaluation mode: no sampling; regression term: the plain NLL) and MAPE (%) per property on the validation split."""
         self.network.eval()
         sums, n = dict.fromkeys(TERMS, 0.0), 0
         errors = []
         for x, c in self._batches(self.val_set, False, "validate"):
             x, c = self._to_device(x), c.to(self.device)
-            terms = compute_loss(self.network, self.loss, x, self.scaler.transform(c))
+            # The plain NLL (β = 0), a proper score: the β-NLL's value rises as σ shrinks and
+            # would stop a run that is still improving.
+            terms = compute_loss(self.network, self.loss, x, self.scaler.transform(c), regression_beta=0.0)
             for k, v in zip(TERMS, terms):
                 sums[k] += float(v.detach()) * len(x)
             n += len(x)
