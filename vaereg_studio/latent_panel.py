@@ -125,6 +125,37 @@ class RunRow(QFrame):
         self.status_text = short
 
 
+class ColourBar(pg.PlotItem):
+    """A vertical colour scale with a value axis on its right.
+
+    Not pyqtgraph's ``ColorBarItem``: that builds a context menu and at once
+    re-parents it to nothing, which crashed Qt (SIGSEGV in ``QMenu.setParent``)
+    when a window was opened right after another was deleted.
+    """
+
+    def __init__(self, colour_map: pg.ColorMap, width: int = 14) -> None:
+        super().__init__(enableMenu=False)
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.hideAxis("bottom")
+        self.hideAxis("left")
+        self.showAxis("right")
+        self.axis = self.getAxis("right")
+        self.axis.setWidth(56)  # room for the tick values and the label
+        self.setFixedWidth(width + 56)
+        self.gradient = pg.ImageItem(np.linspace(0.0, 1.0, 256)[None, :], levels=(0.0, 1.0))
+        self.gradient.setLookupTable(colour_map.getLookupTable(nPts=256))
+        self.addItem(self.gradient)
+        self.setLevels((0.0, 1.0))
+
+    def setLevels(self, levels: tuple[float, float]) -> None:  # noqa: N802 (pyqtgraph's naming)
+        """Show the scale from ``levels[0]`` (bottom) to ``levels[1]`` (top)."""
+        low, high = levels
+        span = high - low if high > low else 1.0
+        self.gradient.setRect(0.0, low, 1.0, span)
+        self.setRange(xRange=(0.0, 1.0), yRange=(low, low + span), padding=0)
+
+
 class LatentPanel(QWidget):
     """PCA map of the latent space with candidates, clicked points and annealing runs.
 
@@ -208,7 +239,7 @@ class LatentPanel(QWidget):
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground("w")
         self.graphics.setMinimumHeight(220)
-        self.plot = self.graphics.addPlot(row=0, col=0)
+        self.plot = self.graphics.addPlot(row=0, col=0, enableMenu=False)  # no context menu: see ColourBar
         self.plot.setLabel("bottom", "PC 1")
         self.plot.setLabel("left", "PC 2")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
@@ -221,7 +252,7 @@ class LatentPanel(QWidget):
         self.click_mark = pg.ScatterPlotItem(size=18, symbol="+", pen=pg.mkPen("k", width=2), brush=pg.mkBrush("k"))
         self.click_mark.setZValue(11)
         self.plot.addItem(self.click_mark)
-        self.colour_bar = pg.ColorBarItem(values=(0, 1), colorMap=pg.colormap.get("viridis"), interactive=False, width=14)
+        self.colour_bar = ColourBar(pg.colormap.get("viridis"))
         self.graphics.addItem(self.colour_bar, row=0, col=1)
         self.graphics.scene().sigMouseClicked.connect(self._scene_clicked)
         body.addWidget(self.graphics, 1)
