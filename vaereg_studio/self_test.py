@@ -80,7 +80,8 @@ class SelfTest:
         if not self.model.is_generative:
             raise StepFailed(f"{path}: a regression-only model; the app's design panels need a VAE-Regression model")
         config = self.model.file.config.model
-        return f"{path.name}: {self.model.grid}³ grid, {len(self.model.property_names)} properties, K = {config.n_components}, latent {self.model.latent_dim}"
+        n = len(self.model.property_names)
+        return f"{path.name}: {self.model.grid}³ grid, {n} propert{'y' if n == 1 else 'ies'}, K = {config.n_components}, latent {self.model.latent_dim}"
 
     def generate(self) -> str:
         """One structure of the dataset recipe at the model's grid size."""
