@@ -4,7 +4,8 @@
 #   installer/build.sh [--model FILE] [--no-test]
 #
 #   --model FILE  model for the bundle's self-test (default: the bundled
-#                 resources/models/default.pt; the self-test fails without one)
+#                 model that resources/models/DEFAULT names, else default.pt; the self-test
+#                 fails without one)
 #   --no-test     build only
 #
 # Result: installer/dist/vaereg-studio/ (start installer/dist/vaereg-studio/vaereg-studio).
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --model) MODEL=$(realpath "$2"); shift 2 ;;
         --no-test) TEST=0; shift ;;
-        *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+        *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     esac
 done
 say() { echo "build.sh: $*" >&2; }
@@ -75,8 +76,10 @@ say "built $app: $size, $(find "$app" -type f | wc -l) files (venv ${venv_s} s, 
 [ $TEST -eq 1 ] || exit 0
 args=(--self-test)
 [ -n "$MODEL" ] && args+=(--model "$MODEL")
-if [ -z "$MODEL" ] && [ ! -f "$app/_internal/resources/models/default.pt" ]; then
-    say "note: no bundled model (resources/models/default.pt) and no --model: the self-test will say so"
+models=$app/_internal/resources/models
+bundled=$models/$(cat "$models/DEFAULT" 2>/dev/null || echo default.pt)
+if [ -z "$MODEL" ] && [ ! -f "$bundled" ]; then
+    say "note: no bundled model ($bundled) and no --model: the self-test will say so"
 fi
 say "self-test: $app/vaereg-studio ${args[*]}"
 t=$(date +%s)
