@@ -167,11 +167,14 @@ class VAERegLoss(nn.Module):
             return two_point_loss(torch.sigmoid(logits), target, self.config.two_point_window)
         return self.style(torch.sigmoid(logits), target)
 
+    def regression(self, mean: Tensor, log_var: Tensor, properties: Tensor, beta: float | None = None) -> Tensor:
+        """The regression term, a batch mean; ``beta`` overrides the configured β (0 for validation, see :meth:`Trainer.validate`)."""
+        return beta_nll(mean, log_var, properties, self.config.regression_beta if beta is None else beta).mean()
+
     def forward(self, out: Output, voxels: Tensor, properties: Tensor, regression_beta: float | None = None) -> LossTerms:
-        """Loss terms of a batch; ``regression_beta`` overrides the configured β (0 for validation, see :meth:`Trainer.validate`)."""
+        """Loss terms of a batch; ``regression_beta`` overrides the configured β (see :meth:`regression`)."""
         c = self.config
-        beta = c.regression_beta if regression_beta is None else regression_beta
-        regression = beta_nll(out.c_mean, out.c_log_var, properties, beta).mean()
+        regression = self.regression(out.c_mean, out.c_log_var, properties, regression_beta)
         reconstruction = self.reconstruction(out.reconstruction_logits, voxels).mean()
         kl = prior_kl(out.z_mean, out.z_log_var, out.prior).mean()
         total = (

@@ -35,7 +35,7 @@ from vaereg_core.device import resolve_device
 from vaereg_core.errors import VaeRegError
 from vaereg_core.model.checkpoint import MODEL_FILE, KINDS, ModelFile, load_model_file, save_model
 from vaereg_core.model.config import RunConfig
-from vaereg_core.model.losses import LossTerms, VAERegLoss, beta_nll
+from vaereg_core.model.losses import LossTerms, VAERegLoss
 from vaereg_core.model.networks import VAERegression
 from vaereg_core.model.scaling import PropertyScaler
 
@@ -109,8 +109,7 @@ def compute_loss(
     if isinstance(network, VAERegression):
         return loss(network(x), x, y, regression_beta)
     c = loss.config
-    beta = c.regression_beta if regression_beta is None else regression_beta
-    regression = beta_nll(*network(x), y, beta).mean()
+    regression = loss.regression(*network(x), y, regression_beta)
     zero = torch.zeros((), device=x.device)
     return LossTerms(c.regression_weight * c.regression_scale * regression, regression.detach(), zero, zero)
 
