@@ -12,6 +12,22 @@ import sys
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def gui_thread_gc(request):
+    """In GUI tests, collect garbage on the GUI thread only, as the app does."""
+    if request.node.get_closest_marker("gui") is None:
+        yield
+        return
+    request.getfixturevalue("qapp")
+    from vaereg_studio.gui_thread_gc import GuiThreadCollector
+
+    collector = GuiThreadCollector()
+    collector.start()
+    yield
+    collector.stop()  # after the test's widgets are closed; the teardown hook collects what they left
+    collector.deleteLater()
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_teardown(item):
     """Delete the test's closed windows and collect their cycles now, on the main thread.

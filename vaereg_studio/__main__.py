@@ -47,12 +47,15 @@ def launch(argv: Sequence[str] | None = None, settings: QSettings | None = None)
     from PySide6.QtWidgets import QApplication
 
     from vaereg_studio.dialogs import install_excepthook
+    from vaereg_studio.gui_thread_gc import GuiThreadCollector
     from vaereg_studio.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
+    if app.findChild(GuiThreadCollector) is None:
+        GuiThreadCollector(parent=app).start()
     window = MainWindow(settings, load_default_model=args.model is None)
     if args.model is not None:
         window.open_model(args.model)
