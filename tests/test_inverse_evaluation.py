@@ -98,3 +98,23 @@ def test_cli_evaluate_inverse_says_what_b_needs(tmp_path, capsys):
     code = main(["evaluate-inverse", "--model", str(gm), "--data", str(data), "--out", str(tmp_path / "o"), "--experiments", "b", "--device", "cpu"])
     assert code == 2
     assert "six-property models" in capsys.readouterr().err
+
+
+def test_cli_evaluate_inverse_anneals_with_a_separate_forward_model(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data.h5", with_voxels=False)
+    gm = save_tiny_model(tmp_path / "gm.pt", components=2, properties=("C11",))
+    forward = save_tiny_model(tmp_path / "forward.pt", properties=("C11",), seed=5)
+    out = tmp_path / "inverse"
+    args = ["evaluate-inverse", "--model", str(gm), "--data", str(data), "--out", str(out), "--experiments", "c",
+            "--c11", "30", "--anneal-targets", "1", "--iterations", "3", "--random-starts", "1", "--device", "cpu"]
+    assert main([*args, "--forward", str(forward)]) == 0
+    with_forward = json.loads((out / "results.json").read_text())
+    assert "forward.pt (Reg-only)" in with_forward["setup"]["annealing"]
+    assert main([*args, "--out", str(tmp_path / "own")]) == 0
+    own = json.loads((tmp_path / "own" / "results.json").read_text())
+    # Same starts and seeds: only the objective differs, so the predicted errors do.
+    assert [r["start"] for r in own["c"]] == [r["start"] for r in with_forward["c"]]
+    assert [r["best_per_iteration"] for r in own["c"]] != [r["best_per_iteration"] for r in with_forward["c"]]
+
+    six = save_tiny_model(tmp_path / "six.pt", seed=2)
+    assert main([*args, "--forward", str(six), "--out", str(tmp_path / "bad")]) == 2

@@ -68,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--anneal-targets", type=int, default=3, help="targets annealed in (c) (default 3)")
     p.add_argument("--iterations", type=int, default=200, help="annealing iterations per run (default 200, as the paper)")
     p.add_argument("--random-starts", type=int, default=5, help="random starts per target (default 5, as the paper)")
+    p.add_argument("--forward", metavar="MODEL", help="regression-only model that scores annealing states in (c) (default: the model's regressor)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.set_defaults(func=_evaluate_inverse)
 
@@ -224,6 +225,9 @@ def _evaluate_inverse(args: argparse.Namespace) -> int:
         name = "Gaussian mixture" if prior == "mixture" else "Gaussian" if prior == "gaussian" else prior
         models[name if name not in models else f"{name} ({Path(path).stem})"] = model
     first = next(iter(models.values()))
+    forward = load_model(args.forward, args.device) if args.forward else None
+    if forward is not None and forward.property_names != first.property_names:
+        raise TargetError(f"{args.forward}: the forward model predicts {', '.join(forward.property_names)}, the model {', '.join(first.property_names)}")
     table = read_table(args.data)
     test, train = table.rows("test"), table.rows("train")
     if first.file.config.train.subset == "two-morphology":
@@ -244,14 +248,15 @@ def _evaluate_inverse(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results = run_experiments(
         models, args.experiments, c11=c11, test_properties=properties, anneal_targets=anneal, reference=reference,
-        iterations=args.iterations, random_starts=args.random_starts, progress=print,
+        iterations=args.iterations, random_starts=args.random_starts, forward=forward, progress=print,
     )
     results["setup"] = {
         "models": ", ".join(f"{n}: {p} ({m.file.metadata.get('epoch', '?')} epochs)" for (n, m), p in zip(models.items(), paths)),
         "data": f"{args.data} ({len(table)} structures; targets from {len(test)} test-split structures)",
         "solver": "FFT, rotated scheme, tol 1e-4 (the dataset's settings), at the model's grid",
         "hardware": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} torch threads, device {first.device}",
-        "annealing": f"{args.iterations} iterations, {args.random_starts} random starts (N(0, I)) vs each prior component mean",
+        "annealing": f"{args.iterations} iterations, {args.random_starts} random starts (N(0, I)) vs each prior component mean; "
+        f"objective scored by {args.forward + ' (Reg-only)' if args.forward else 'the model' + chr(39) + 's regressor'}",
         "time": f"{results['seconds']:.0f} s in all",
     }
     write_results(out / "results.json", results)

@@ -310,6 +310,7 @@ def run_experiments(
     reference: np.ndarray | None = None,
     iterations: int = 200,
     random_starts: int = 5,
+    forward=None,
     solver_options: dict | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
@@ -317,7 +318,8 @@ def run_experiments(
 
     (a) validates the prior candidates of every model for the ``c11`` targets,
     (b) for ten rows of ``test_properties`` (the test split, (N, P) GPa), and
-    (c) anneals the first model (the Gaussian mixture) towards ``anneal_targets``.
+    (c) anneals the first model (the Gaussian mixture) towards ``anneal_targets``,
+    scoring states with ``forward`` (a Reg-only model) when given, else the model's regressor.
     ``reference`` (the training property table) fills properties a target leaves free.
     """
     results: dict = {}
@@ -338,7 +340,7 @@ def run_experiments(
         checkpoints = tuple(c for c in (0, 10, 25, 50, 100, 200, 400) if c <= iterations)
         runs = annealing_experiment(
             first, anneal_targets, iterations=iterations, random_starts=random_starts,
-            checkpoints=checkpoints, reference=reference, solver_options=solver_options, progress=progress,
+            checkpoints=checkpoints, forward=forward, reference=reference, solver_options=solver_options, progress=progress,
         )
         results["c"] = [r.to_dict() for r in runs]
     results["seconds"] = time.perf_counter() - started
