@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,10 @@ from vaereg_studio.target_panel import TargetPanel
 from vaereg_studio.settings import AppSettings
 from vaereg_studio.structure import Structure, export_metadata, read_structure, stack_size, surface_mesh
 from vaereg_studio.viewer import VoxelViewer
+
+# Workers outlive a closed window until they finish: their signal objects must
+# stay alive while their threads still emit, so they are held here, not by the window.
+_RUNNING_WORKERS: set[WorkerBase] = set()
 
 FORMAT_NAMES = {
     ".vti": "VTK image, opens in ParaView (*.vti)",
@@ -95,6 +100,9 @@ class MainWindow(QMainWindow):
         pool = QThreadPool.globalInstance()
         pool.setMaxThreadCount(max(pool.maxThreadCount(), 8))
         self._workers: set[WorkerBase] = set()
+        # Set when the window closes: from then on worker results are dropped, as the
+        # widgets they would update (and the render window) are being torn down.
+        self._closing = threading.Event()
         self._load_token = 0
         self.setAcceptDrops(True)
 
@@ -225,13 +233,25 @@ class MainWindow(QMainWindow):
     ) -> WorkerBase:
         """Run ``function(*args, **kwargs)`` on the thread pool; callbacks run on the UI thread."""
         worker = create_worker(function, *args, _start_thread=False, _ignore_errors=True, **kwargs)
-        worker.returned.connect(on_result)
-        worker.errored.connect(on_error)
-        worker.finished.connect(lambda: self._worker_done(worker))
+        worker.returned.connect(self._while_open(on_result))
+        worker.errored.connect(self._while_open(on_error))
+        worker.finished.connect(self._while_open(lambda: self._worker_done(worker)))
+        worker.finished.connect(lambda: _RUNNING_WORKERS.discard(worker))
+        _RUNNING_WORKERS.add(worker)
         self._workers.add(worker)
         self._show_busy()
         worker.start()
         return worker
+
+    def _while_open(self, callback: Callable[..., None]) -> Callable[..., None]:
+        """``callback``, but doing nothing once the window is closing."""
+        closing = self._closing  # read by the wrapper without touching the (maybe deleted) window
+
+        def call(*args: Any) -> None:
+            if not closing.is_set():
+                callback(*args)
+
+        return call
 
     def _worker_done(self, worker: WorkerBase) -> None:
         self._workers.discard(worker)
@@ -534,13 +554,18 @@ class MainWindow(QMainWindow):
         self.restoreState(self._default_state)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
-        """Keep layout and view options, let workers finish, release the render window."""
+        """Keep layout and view options, stop the workers' results, release the render windows.
+
+        Workers that cannot be cancelled (a prediction, a surface) finish in the
+        background; their results are dropped, never shown in a closed window.
+        """
+        self._closing.set()
         self.settings.save_window(self)
         self.settings.set_view_options(self.viewer.options)
         self.settings.sync()
         self.latent_panel.cancel_all()
         self.target_panel.cancel_validations()
-        WorkerBase.await_workers(msecs=5000)
+        QThreadPool.globalInstance().waitForDone(1000)  # cancelled runs stop within 0.5 s
         self.target_panel.close_views()
         self.viewer.close_plotter()
         super().closeEvent(event)

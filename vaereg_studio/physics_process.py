@@ -65,7 +65,9 @@ def validate_in_process(voxels: np.ndarray, target: Target, cancel: Callable[[],
     Raises
     ------
     Cancelled
-        ``cancel()`` became true; the child was terminated (within ``poll_s``).
+        ``cancel()`` became true (seen within ``poll_s``); the child is killed and
+        not waited for: on a loaded machine a niced child can take seconds to be
+        scheduled to die, and a cancel must return at once.
     VaeRegError
         The solver failed (its message), or the child died without an answer.
     """
@@ -74,17 +76,20 @@ def validate_in_process(voxels: np.ndarray, target: Target, cancel: Callable[[],
     process = context.Process(target=_child, args=(send, np.ascontiguousarray(voxels), target), daemon=True)
     process.start()
     send.close()
+    cancelled = False
     try:
         while not receive.poll(poll_s):
             if cancel():
+                cancelled = True
                 raise Cancelled("validation cancelled")
             if not process.is_alive() and not receive.poll():
                 raise VaeRegError(f"the physics process ended without an answer (exit code {process.exitcode})")
         ok, value = receive.recv()
     finally:
         if process.is_alive():
-            process.terminate()
-        process.join(timeout=5)
+            process.kill()
+        if not cancelled:
+            process.join(timeout=5)
         receive.close()
     if not ok:
         raise VaeRegError(value)
