@@ -75,7 +75,7 @@ def corners(image: np.ndarray, size: int = 6) -> list[np.ndarray]:
 
 
 def save_artifact(image_or_widget, name: str) -> Path:
-    """Save a screenshot under test-artifacts/screenshots/ (a QWidget is grabbed)."""
+    """Save a screenshot under test-artifacts/screenshots/ (a QWidget is grabbed, 3-D views included)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name
     if isinstance(image_or_widget, np.ndarray):
@@ -83,8 +83,39 @@ def save_artifact(image_or_widget, name: str) -> Path:
 
         Image.fromarray(image_or_widget[..., :3]).save(path)
     else:
-        image_or_widget.grab().save(str(path))
+        grab_with_3d_views(image_or_widget).save(str(path))
     return path
+
+
+def grab_with_3d_views(widget):
+    """``widget.grab()`` with each visible 3-D view's own rendering painted in.
+
+    A render window is a native OpenGL window, which ``QWidget.grab`` cannot
+    read (it comes out as noise or blank); VTK reads it back itself.
+    """
+    from PySide6.QtCore import QPoint, QRect
+    from PySide6.QtGui import QImage, QPainter
+    from pyvistaqt import QtInteractor
+
+    pixmap = widget.grab()
+    painter = QPainter(pixmap)
+    for view in widget.findChildren(QtInteractor):
+        if not view.isVisibleTo(widget):
+            continue
+        # Parents clip their children (a scroll area shows part of a card): intersect up the chain.
+        clip = QRect(view.mapTo(widget, QPoint(0, 0)), view.size())
+        parent = view.parentWidget()
+        while parent is not None and parent is not widget:
+            clip &= QRect(parent.mapTo(widget, QPoint(0, 0)), parent.size())
+            parent = parent.parentWidget()
+        if clip.isEmpty():
+            continue
+        image = np.ascontiguousarray(view.screenshot(None, transparent_background=False, return_img=True)[..., :3])
+        frame = QImage(image.data, image.shape[1], image.shape[0], 3 * image.shape[1], QImage.Format.Format_RGB888)
+        painter.setClipRect(clip)
+        painter.drawImage(view.mapTo(widget, QPoint(0, 0)), frame.scaled(view.size()))
+    painter.end()
+    return pixmap
 
 
 def open_window(qtbot, folder: Path):
