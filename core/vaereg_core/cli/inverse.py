@@ -250,13 +250,14 @@ def _evaluate_inverse(args: argparse.Namespace) -> int:
         models, args.experiments, c11=c11, test_properties=properties, anneal_targets=anneal, reference=reference,
         iterations=args.iterations, random_starts=args.random_starts, forward=forward, progress=print,
     )
+    scorer = f"{args.forward} (Reg-only)" if args.forward else "the model's regressor"
     results["setup"] = {
         "models": ", ".join(f"{n}: {p} ({m.file.metadata.get('epoch', '?')} epochs)" for (n, m), p in zip(models.items(), paths)),
         "data": f"{args.data} ({len(table)} structures; targets from {len(test)} test-split structures)",
         "solver": "FFT, rotated scheme, tol 1e-4 (the dataset's settings), at the model's grid",
         "hardware": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} torch threads, device {first.device}",
         "annealing": f"{args.iterations} iterations, {args.random_starts} random starts (N(0, I)) vs each prior component mean; "
-        f"objective scored by {args.forward + ' (Reg-only)' if args.forward else 'the model' + chr(39) + 's regressor'}",
+        f"objective scored by {scorer}",
         "time": f"{results['seconds']:.0f} s in all",
     }
     write_results(out / "results.json", results)
