@@ -57,5 +57,13 @@ def test_evaluate_command_writes_every_row(tmp_path, capsys):
     assert set(metrics["Reg-only CNN"]["C11"]["all"]) == {"MAPE", "MASE", "R2"}
     assert "VAE" not in metrics  # the vanilla VAE's untrained regressor is not a row
     assert (out / "parity_C11.png").stat().st_size > 1000
+    reconstruction = json.loads((out / "metrics.json").read_text())["reconstruction"]
+    assert set(reconstruction) == {"VAE-Reg (GM K=2, two-point)", "VAE"}  # the generative runs, not the Reg-only CNN
+    for label, quality in reconstruction.items():
+        assert 0 < quality["count"] <= 32 and quality["physics_count"] == min(8, quality["count"])
+        assert 0 <= quality["volume_fraction_error"] <= 1 and np.isfinite(quality["stiffness_error"])
+        assert f"| {label} | {quality['count']} |" in text
+    assert "## Reconstructions: the decoder" in text
+    assert (out / "reconstruction_vae-reg-gm-k-2-two-point.png").stat().st_size > 1000
     assert main(["evaluate", str(tmp_path / "gm"), str(tmp_path / "reg")]) == 2
     assert "--out is required" in capsys.readouterr().err
