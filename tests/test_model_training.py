@@ -137,3 +137,44 @@ def test_validation_scores_the_regression_with_the_plain_nll(data, tmp_path):
         mean, log_var = trainer.network(x)
     assert terms["regression"] == pytest.approx(float(beta_nll(mean, log_var, y, 0.0).mean()), rel=1e-4)
     assert terms["regression"] != pytest.approx(float(beta_nll(mean, log_var, y, 1.0).mean()), rel=1e-2)
+
+
+def test_decoder_stage_changes_only_the_decoder_and_keeps_the_scaler(data, tmp_path):
+    train(tiny(max_epochs=1, max_train_samples=8), data, tmp_path / "joint", device="cpu", progress=False)
+    source = load_model(tmp_path / "joint", device="cpu")
+    # A different training subset would fit a different scaler; the stage must keep the source's.
+    stage = tiny(max_epochs=2, max_train_samples=12, stage="decoder")
+    with pytest.raises(ValueError, match="init_from"):
+        train(stage, data, tmp_path / "no-source", device="cpu", progress=False)
+    stopped = train(stage, data, tmp_path / "decoder", device="cpu", progress=False, init_from=tmp_path / "joint" / "model.pt",
+                    callback=lambda record: False)
+    assert stopped.epochs == 1
+    train(stage, data, tmp_path / "decoder", device="cpu", progress=False, init_from=tmp_path / "joint" / "model.pt", resume=True)
+    tuned = load_model(tmp_path / "decoder", device="cpu")
+    before, after = source.network.state_dict(), tuned.network.state_dict()
+    changed = {k for k in before if not torch.equal(before[k].float(), after[k].float())}
+    assert changed and all(k.startswith("decoder.") for k in changed)
+    x = np.stack([np.eye(19, dtype=np.uint8)[None].repeat(19, 0)] * 2)
+    np.testing.assert_allclose(tuned.predict(x)[0], source.predict(x)[0], rtol=1e-5)
+    assert tuned.ranges == source.ranges
+
+
+def test_decoder_stage_refuses_a_regression_only_model(data, tmp_path):
+    train(tiny(max_epochs=1, max_train_samples=8), data, tmp_path / "reg", device="cpu", progress=False, kind="regression-only")
+    with pytest.raises(RunFolderError, match="VAE-Regression"):
+        train(tiny(max_epochs=1, stage="decoder"), data, tmp_path / "d", device="cpu", progress=False, init_from=tmp_path / "reg" / "model.pt")
+
+
+def test_epoch_samples_draw_a_fresh_subset_each_epoch(data, tmp_path):
+    from vaereg_core.model.training import Trainer, split_datasets
+
+    config = tiny(epoch_samples=6, max_val_samples=5)
+    trainer = Trainer(config, split_datasets(config, data), tmp_path / "run", device="cpu", progress=False)
+    assert len(trainer.val_set) == 5
+    drawn = []
+    for epoch in (0, 1):
+        trainer.epoch = epoch
+        drawn.append(list(trainer._loader(trainer.train_set, shuffle=True).sampler))
+    assert all(len(d) == 6 == len(set(d)) for d in drawn) and drawn[0] != drawn[1]
+    with pytest.raises(ValueError, match="stage"):
+        tiny(stage="encoder")

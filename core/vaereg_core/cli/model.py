@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the model, or the Reg-only 3-D CNN baseline (trunk + regressor)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="default auto: cuda, then mps, then cpu")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--init-from", metavar="MODEL", help="start the trunk and regressor from a trained model file (e.g. a Reg-only run's model.pt)")
+    p.add_argument("--init-from", metavar="MODEL", help="start the trunk and regressor from a trained model file (e.g. a Reg-only run's model.pt); "
+                   "with a decoder-stage configuration (train.stage = decoder), the VAE-Regression model whose decoder is trained")
     p.add_argument("--epochs", type=int, help="override train.max_epochs")
     p.add_argument("--seed", type=int, help="override train.seed")
     p.add_argument("--split-seed", type=int, help="override the dataset's split seed (repeated random splits)")

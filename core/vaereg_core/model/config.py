@@ -28,6 +28,7 @@ ALL_PROPERTIES = ("C11", "C22", "C33", "C12", "C13", "C23")
 PRIORS = ("gaussian", "mixture", "standard")
 RECONSTRUCTION_LOSSES = ("style-vgg19", "two-point", "bce")
 INITIALISATIONS = ("glorot", "torch")
+STAGES = ("joint", "decoder")
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,17 @@ class TrainConfig:
         Override the dataset's recorded split seed (repeated random splits).
     max_train_samples : int or None
         Use only the first samples of the training split (quick runs).
+    epoch_samples : int or None
+        Samples per epoch, a fresh random draw of the training split each epoch
+        (None: the whole split), so that big datasets validate and checkpoint often.
+    max_val_samples : int or None
+        Validate on the first samples of the validation split only.
+    stage : {'joint', 'decoder'}
+        ``joint``: all networks learn together. ``decoder``: only the decoder
+        learns, from a whole trained model given as ``--init-from`` whose other
+        networks and property scaler stay as they are (a finishing stage, e.g.
+        with the style loss, whose gradients create texture the two-point
+        loss's cannot).
     channels_last : bool
         Use the channels_last_3d memory format (1.4x faster training steps on CPU,
         benchmarks/bench_model.py).
@@ -204,8 +216,15 @@ class TrainConfig:
     subset: str = "all"
     split_seed: int | None = None
     max_train_samples: int | None = None
+    epoch_samples: int | None = None
+    max_val_samples: int | None = None
+    stage: str = "joint"
     num_workers: int = 0
     channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,14 @@ def two_point_loss(reconstruction: Tensor, target: Tensor, window: int | None = 
     lag average alone would dilute. The factors bring a poor reconstruction to
     O(100) and a good one to O(1).
 
+    A limit, measured on the shipped models: the gradient of S2 with respect to
+    the field is a convolution with the field itself, so it only reaches the
+    Fourier modes the reconstruction already has. A decoder trained with this
+    loss alone sharpens the smooth blob it starts from but never draws a
+    texture; the style loss (ReLU features, broadband gradients) does, which
+    is why the shipped decoders get a ``style-vgg19`` finishing stage
+    (``train.stage = "decoder"``).
+
     Examples
     --------
     >>> x = (torch.rand(2, 1, 8, 8, 8) > 0.5).float()

@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 from vaereg_core.device import resolve_device
 from vaereg_core.errors import VaeRegError
@@ -84,6 +84,8 @@ def split_datasets(config: RunConfig, data: str | os.PathLike) -> dict[str, Data
     }
     if t.max_train_samples is not None:
         sets["train"] = Subset(sets["train"], range(min(t.max_train_samples, len(sets["train"]))))
+    if t.max_val_samples is not None:
+        sets["val"] = Subset(sets["val"], range(min(t.max_val_samples, len(sets["val"]))))
     return sets
 
 
@@ -168,6 +170,21 @@ def copy_shared_layers(network: nn.Module, source: str | os.PathLike) -> list[st
     return sorted(shared)
 
 
+def freeze_all_but_decoder(network: nn.Module, source: str | os.PathLike) -> ModelFile:
+    """Load every weight of a trained model into ``network`` and let only its decoder learn.
+
+    Returns the source model file, whose property scaler and ranges the run
+    must keep: its regressor and generator work in that scaler's units.
+    """
+    model = load_model_file(source)
+    if not isinstance(model.network, VAERegression) or model.config.model != network.config:
+        raise RunFolderError(source, "the decoder stage needs --init-from a VAE-Regression model of this configuration's model section")
+    network.load_state_dict({k: v.float() for k, v in model.network.state_dict().items()})
+    for name, parameter in network.named_parameters():
+        parameter.requires_grad_(name.startswith("decoder."))
+    return model
+
+
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + stream) % 2**63
 
@@ -187,7 +204,9 @@ class Trainer:
     metadata : dict
         Provenance stored in the model file (e.g. the dataset path).
     init_from : path-like, optional
-        Model file whose trunk and regressor start the network (:func:`copy_shared_layers`).
+        Model file whose trunk and regressor start the network (:func:`copy_shared_layers`);
+        in the decoder stage, the whole model whose decoder is trained
+        (:func:`freeze_all_but_decoder`), needed again when resuming.
     progress : bool
         Show a tqdm bar per epoch on stderr.
     """
@@ -218,12 +237,18 @@ class Trainer:
         torch.manual_seed(config.train.seed)
         self.memory_format = torch.channels_last_3d if config.train.channels_last else torch.contiguous_format
         self.network = KINDS[kind](config.model)
-        if init_from is not None:
+        if config.train.stage == "decoder":
+            if init_from is None or kind != "vae-regression":
+                raise ValueError("the decoder stage trains a VAE-Regression model's decoder: give the model as init_from (--init-from)")
+            source = freeze_all_but_decoder(self.network, init_from)
+            self.scaler, self.ranges = source.scaler, dict(source.ranges)
+        elif init_from is not None:
             copy_shared_layers(self.network, init_from)
         self.network = self.network.to(self.device, memory_format=self.memory_format)
         self.loss = VAERegLoss(config.loss).to(self.device)
         t = config.train
-        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=t.learning_rate, betas=t.betas)
+        learning = [p for p in self.network.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(learning, lr=t.learning_rate, betas=t.betas)
         self.epoch = 0
         self.best_val_loss = math.inf
         self.best_epoch = 0
@@ -273,10 +298,14 @@ class Trainer:
     # --- epochs ------------------------------------------------------------
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(_epoch_seed(self.config.train.seed, self.epoch, 1))
+        t = self.config.train
+        generator = torch.Generator().manual_seed(_epoch_seed(t.seed, self.epoch, 1))
+        sampler = None
+        if shuffle and t.epoch_samples is not None:
+            sampler = RandomSampler(dataset, num_samples=min(t.epoch_samples, len(dataset)), generator=generator)
         return DataLoader(
-            dataset, batch_size=self.config.train.batch_size, shuffle=shuffle, generator=generator,
-            num_workers=self.config.train.num_workers,
+            dataset, batch_size=t.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+            generator=generator, num_workers=t.num_workers,
         )
 
     def _batches(self, dataset: Dataset, shuffle: bool, desc: str):
@@ -396,7 +425,8 @@ def train(
     trainer = Trainer(
         config, split_datasets(config, data), run_dir, device=device, kind=kind,
         metadata={"data": str(data), "split_seed": config.train.split_seed, **({"init_from": record["init_from"]} if init_from else {})},
-        init_from=None if resume else init_from,  # a resumed run has its weights in last.pt
+        # A resumed run has its weights in last.pt; the decoder stage still needs its source's scaler.
+        init_from=init_from if not resume or config.train.stage == "decoder" else None,
         progress=progress,
     )
     if resume:
