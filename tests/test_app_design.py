@@ -377,23 +377,29 @@ def test_validation_in_a_child_process_matches_and_cancels_fast(tmp_path):
     here = validate(voxels, target)
     assert there.constants == pytest.approx(here.constants, rel=1e-9) and set(there.relative_error) == {"C11", "C12"}
 
-    token = CancelToken()
-    cancelled_at = []
-
     def cancel_now():
         cancelled_at.append(time.perf_counter())
         token.cancel()
 
-    timer = threading.Timer(0.3, cancel_now)
-    timer.start()
+    big = small_structure(64)
+    # 0.05 s: a cancel while the child is still being started; 0.3 s: while it solves.
+    for delay in (0.05, 0.3):
+        token, cancelled_at = CancelToken(), []
+        timer = threading.Timer(delay, cancel_now)
+        timer.start()
+        with pytest.raises(Cancelled):
+            validate_in_process(big, target, token)  # several seconds if not stopped
+        timer.join()
+        assert time.perf_counter() - cancelled_at[0] < 0.5, f"the cancel at {delay} s did not return within 0.5 s"
+        deadline = time.perf_counter() + 30
+        while multiprocessing.active_children() and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        assert not multiprocessing.active_children(), "the killed child process is still running"
+    cancelled = CancelToken()
+    cancelled.cancel()
     with pytest.raises(Cancelled):
-        validate_in_process(small_structure(64), target, token)  # several seconds if not stopped
-    timer.join()
-    assert time.perf_counter() - cancelled_at[0] < 0.5, "the cancel did not return within 0.5 s"
-    deadline = time.perf_counter() + 30
-    while multiprocessing.active_children() and time.perf_counter() < deadline:
-        time.sleep(0.05)
-    assert not multiprocessing.active_children(), "the killed child process is still running"
+        validate_in_process(big, target, cancelled)
+    assert not multiprocessing.active_children(), "a cancelled validation started a child"
 
     with pytest.raises(VaeRegError, match="binary|0 and 1|values"):
         validate_in_process(np.full((8, 8, 8), 7, np.uint8), target, CancelToken())

@@ -22,6 +22,7 @@ import multiprocessing.popen_spawn_posix
 import multiprocessing.reduction
 import multiprocessing.resource_tracker
 import os
+import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -59,6 +60,37 @@ def _child(conn: Connection, voxels: np.ndarray, target: Target) -> None:
         conn.close()
 
 
+def _start_unless_cancelled(process: Any, send: Connection, cancel: Callable[[], bool], poll_s: float) -> bool:
+    """Start the child on a helper thread; False at once if ``cancel()`` turns true first.
+
+    Starting takes ~0.2 s idle (the forkserver forks, the structure goes down a
+    pipe) and longer on a loaded machine, too long to make a cancel wait. A
+    child started after a cancel is killed as soon as it exists.
+    """
+
+    def start() -> None:
+        try:
+            process.start()
+        finally:
+            send.close()  # the child holds its own copy once started
+
+    starter = threading.Thread(target=start, name="physics-process-start", daemon=True)
+    starter.start()
+    while True:
+        starter.join(poll_s)
+        if not starter.is_alive():
+            return True
+        if cancel():
+            threading.Thread(target=_kill_once_started, args=(starter, process), daemon=True).start()
+            return False
+
+
+def _kill_once_started(starter: threading.Thread, process: Any) -> None:
+    starter.join()
+    if process.is_alive():
+        process.kill()
+
+
 def validate_in_process(voxels: np.ndarray, target: Target, cancel: Callable[[], bool], poll_s: float = 0.05):
     """:func:`vaereg_core.inverse.design.validate` in a child process (call from a worker thread).
 
@@ -71,11 +103,14 @@ def validate_in_process(voxels: np.ndarray, target: Target, cancel: Callable[[],
     VaeRegError
         The solver failed (its message), or the child died without an answer.
     """
+    if cancel():
+        raise Cancelled("validation cancelled")
     context = _get_context()
     receive, send = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(send, np.ascontiguousarray(voxels), target), daemon=True)
-    process.start()
-    send.close()
+    if not _start_unless_cancelled(process, send, cancel, poll_s):
+        receive.close()
+        raise Cancelled("validation cancelled")
     cancelled = False
     try:
         while not receive.poll(poll_s):
