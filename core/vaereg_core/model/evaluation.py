@@ -253,6 +253,7 @@ def evaluate_runs(
     # results[label] = list over split seeds of (true (N, P), predicted (N, P), property names, in_range (N,))
     results: dict[str, list] = defaultdict(list)
     reconstructions: dict[str, ReconstructionQuality] = {}
+    solver_options = _solver_options(data)
     by_split: dict = defaultdict(list)
     for r in loaded:
         by_split[(r.config.train.split_seed, r.config.train.subset)].append(r)
@@ -276,7 +277,7 @@ def evaluate_runs(
             if model.is_generative and r.label not in reconstructions:
                 pick = np.unique(np.linspace(0, len(test.voxels) - 1, RECONSTRUCTION_COUNT).astype(int))
                 quality, decoded = reconstruction_quality(
-                    model, test.voxels[pick], test.properties[pick][:, cols], physics_count=RECONSTRUCTION_SOLVED, **_solver_options(data)
+                    model, test.voxels[pick], test.properties[pick][:, cols], physics_count=RECONSTRUCTION_SOLVED, **solver_options
                 )
                 reconstructions[r.label] = quality
                 reconstruction_figure(out / _figure_name(r.label), f"{r.label}: {r.path}", test.voxels[pick], decoded)
