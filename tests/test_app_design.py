@@ -403,3 +403,22 @@ def test_validation_in_a_child_process_matches_and_cancels_fast(tmp_path):
 
     with pytest.raises(VaeRegError, match="binary|0 and 1|values"):
         validate_in_process(np.full((8, 8, 8), 7, np.uint8), target, CancelToken())
+
+
+def test_a_child_that_cannot_start_raises_its_error_in_the_caller():
+    from vaereg_studio.physics_process import _start_unless_cancelled
+
+    class Unstartable:
+        def start(self):
+            raise OSError("no more processes")
+
+    class Pipe:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    send = Pipe()
+    with pytest.raises(OSError, match="no more processes"):
+        _start_unless_cancelled(Unstartable(), send, lambda: False, 0.01)
+    assert send.closed

@@ -65,12 +65,16 @@ def _start_unless_cancelled(process: Any, send: Connection, cancel: Callable[[],
 
     Starting takes ~0.2 s idle (the forkserver forks, the structure goes down a
     pipe) and longer on a loaded machine, too long to make a cancel wait. A
-    child started after a cancel is killed as soon as it exists.
+    child started after a cancel is killed as soon as it exists. A failure to
+    start is raised here, as a plain ``process.start()`` would.
     """
+    failures: list[BaseException] = []
 
     def start() -> None:
         try:
             process.start()
+        except BaseException as exc:  # noqa: BLE001 (handed to the caller's thread)
+            failures.append(exc)
         finally:
             send.close()  # the child holds its own copy once started
 
@@ -79,6 +83,8 @@ def _start_unless_cancelled(process: Any, send: Connection, cancel: Callable[[],
     while True:
         starter.join(poll_s)
         if not starter.is_alive():
+            if failures:
+                raise failures[0]
             return True
         if cancel():
             threading.Thread(target=_kill_once_started, args=(starter, process), daemon=True).start()
