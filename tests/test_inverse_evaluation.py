@@ -92,6 +92,26 @@ def test_cli_evaluate_inverse_end_to_end(tmp_path, capsys):
     assert (out / "candidates_c11.png").is_file() and str(out / "report.md") in capsys.readouterr().out
 
 
+def test_cli_evaluate_inverse_validates_with_the_datasets_solver_settings(tmp_path, monkeypatch):
+    import h5py
+
+    import vaereg_core.inverse.evaluation as evaluation
+
+    data = write_synthetic_dataset(tmp_path / "data.h5", with_voxels=False)
+    with h5py.File(data, "r+") as f:
+        f.attrs["solver"] = json.dumps({"discretization": "rotated", "tol": 1e-3, "dtype": "float32", "backend": "auto"})
+    used = []
+    real_validate = evaluation.validate
+    monkeypatch.setattr(evaluation, "validate", lambda *a, **kw: used.append(kw) or real_validate(*a, **kw))
+    gm = save_tiny_model(tmp_path / "gm.pt", components=2, properties=("C11",))
+    out = tmp_path / "inverse"
+    assert main(["evaluate-inverse", "--model", str(gm), "--data", str(data), "--out", str(out), "--experiments", "a",
+                 "--c11", "30", "--device", "cpu"]) == 0
+    assert len(used) == 2 and all(kw == {"discretization": "rotated", "tol": 1e-3, "dtype": "float32"} for kw in used)
+    setup = json.loads((out / "results.json").read_text())["setup"]
+    assert setup["solver"] == "FFT, discretization rotated, tol 0.001, dtype float32 (the dataset's settings), at the model's grid"
+
+
 def test_cli_evaluate_inverse_says_what_b_needs(tmp_path, capsys):
     data = write_synthetic_dataset(tmp_path / "data.h5", with_voxels=False)
     gm = save_tiny_model(tmp_path / "gm.pt", components=2, properties=("C11",))

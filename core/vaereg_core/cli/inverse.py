@@ -207,6 +207,14 @@ def _refine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _describe_solver(options: dict) -> str:
+    """One line naming the solver settings the candidates were validated with."""
+    if not options:
+        return "FFT, the solver's default settings (the dataset records none), at the model's grid"
+    settings = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in options.items())
+    return f"FFT, {settings} (the dataset's settings), at the model's grid"
+
+
 def _evaluate_inverse(args: argparse.Namespace) -> int:
     import platform
 
@@ -246,15 +254,17 @@ def _evaluate_inverse(args: argparse.Namespace) -> int:
         anneal = test_split_targets(properties, first.property_names, count=args.anneal_targets, seed=1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    solver_options = table.solver_options()
     results = run_experiments(
         models, args.experiments, c11=c11, test_properties=properties, anneal_targets=anneal, reference=reference,
-        iterations=args.iterations, random_starts=args.random_starts, forward=forward, progress=print,
+        iterations=args.iterations, random_starts=args.random_starts, forward=forward, solver_options=solver_options,
+        progress=print,
     )
     scorer = f"{args.forward} (Reg-only)" if args.forward else "the model's regressor"
     results["setup"] = {
         "models": ", ".join(f"{n}: {p} ({m.file.metadata.get('epoch', '?')} epochs)" for (n, m), p in zip(models.items(), paths)),
         "data": f"{args.data} ({len(table)} structures; targets from {len(test)} test-split structures)",
-        "solver": "FFT, rotated scheme, tol 1e-4 (the dataset's settings), at the model's grid",
+        "solver": _describe_solver(solver_options),
         "hardware": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} torch threads, device {first.device}",
         "annealing": f"{args.iterations} iterations, {args.random_starts} random starts (N(0, I)) vs each prior component mean; "
         f"objective scored by {scorer}",

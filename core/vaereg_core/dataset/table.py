@@ -79,6 +79,14 @@ class DatasetTable:
         self.volume_fraction = np.concatenate([self.volume_fraction, np.asarray(volume_fractions, np.float64)])[order]
         self.iterations = np.concatenate([self.iterations, np.asarray(iterations, np.int32).reshape(-1, 3)])[order]
 
+    def solver_options(self) -> dict:
+        """The solver settings the table was computed with, as keyword arguments of ``homogenize``.
+
+        Structures checked against this table (decoded, designed) are solved
+        the same way, so their errors are not the solvers' differences.
+        """
+        return {k: self.solver[k] for k in ("discretization", "tol", "dtype") if k in self.solver}
+
     def rows(self, split: str | None = None) -> np.ndarray:
         """Row indices of a split ('train', 'val', 'test') or of all rows."""
         if split is None:

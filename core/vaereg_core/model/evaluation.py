@@ -37,6 +37,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from sklearn.svm import SVR
 
+from vaereg_core.dataset.table import read_table
 from vaereg_core.model.config import ALL_PROPERTIES, RunConfig
 from vaereg_core.model.inference import LoadedModel, load_model
 from vaereg_core.model.losses import lag_window, two_point_correlation
@@ -253,7 +254,7 @@ def evaluate_runs(
     # results[label] = list over split seeds of (true (N, P), predicted (N, P), property names, in_range (N,))
     results: dict[str, list] = defaultdict(list)
     reconstructions: dict[str, ReconstructionQuality] = {}
-    solver_options = _solver_options(data)
+    solver_options = read_table(data).solver_options()
     by_split: dict = defaultdict(list)
     for r in loaded:
         by_split[(r.config.train.split_seed, r.config.train.subset)].append(r)
@@ -294,14 +295,6 @@ def evaluate_runs(
     text = _markdown(table, names, loaded, data, len(by_split), reconstructions)
     (out / "report.md").write_text(text)
     return text
-
-
-def _solver_options(data: Path) -> dict:
-    """The dataset's own solver settings, so reconstructions are solved as their originals were."""
-    from vaereg_core.dataset.table import read_table
-
-    solver = read_table(data).solver
-    return {k: solver[k] for k in ("discretization", "tol", "dtype") if k in solver}
 
 
 def _figure_name(label: str) -> str:
