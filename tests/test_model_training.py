@@ -159,6 +159,20 @@ def test_decoder_stage_changes_only_the_decoder_and_keeps_the_scaler(data, tmp_p
     assert tuned.ranges == source.ranges
 
 
+def test_generative_stage_relearns_the_latent_space_and_keeps_the_forward_model(data, tmp_path):
+    train(tiny(max_epochs=1, max_train_samples=8), data, tmp_path / "joint", device="cpu", progress=False)
+    source = load_model(tmp_path / "joint", device="cpu")
+    train(tiny(max_epochs=1, max_train_samples=12, stage="generative"), data, tmp_path / "gen", device="cpu", progress=False,
+          init_from=tmp_path / "joint" / "model.pt")
+    tuned = load_model(tmp_path / "gen", device="cpu")
+    before, after = source.network.state_dict(), tuned.network.state_dict()
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k].float(), after[k].float())}
+    assert changed == {"encoder", "decoder", "generator"}
+    x = np.stack([np.eye(19, dtype=np.uint8)[None].repeat(19, 0)] * 2)
+    np.testing.assert_allclose(tuned.predict(x)[0], source.predict(x)[0], rtol=1e-5)
+    assert not np.allclose(tuned.encode(x)[0], source.encode(x)[0])
+
+
 def test_decoder_stage_refuses_a_regression_only_model(data, tmp_path):
     train(tiny(max_epochs=1, max_train_samples=8), data, tmp_path / "reg", device="cpu", progress=False, kind="regression-only")
     with pytest.raises(RunFolderError, match="VAE-Regression"):

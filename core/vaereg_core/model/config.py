@@ -28,7 +28,9 @@ ALL_PROPERTIES = ("C11", "C22", "C33", "C12", "C13", "C23")
 PRIORS = ("gaussian", "mixture", "standard")
 RECONSTRUCTION_LOSSES = ("style-vgg19", "two-point", "bce")
 INITIALISATIONS = ("glorot", "torch")
-STAGES = ("joint", "decoder")
+#: Networks that learn in each finishing stage; every other weight stays as the ``--init-from`` model has it.
+STAGE_LEARNERS = {"decoder": ("decoder",), "generative": ("encoder", "decoder", "generator")}
+STAGES = ("joint", *STAGE_LEARNERS)
 
 
 @dataclass(frozen=True)
@@ -195,12 +197,15 @@ class TrainConfig:
         (None: the whole split), so that big datasets validate and checkpoint often.
     max_val_samples : int or None
         Validate on the first samples of the validation split only.
-    stage : {'joint', 'decoder'}
-        ``joint``: all networks learn together. ``decoder``: only the decoder
-        learns, from a whole trained model given as ``--init-from`` whose other
-        networks and property scaler stay as they are (a finishing stage, e.g.
-        with the style loss, whose gradients create texture the two-point
-        loss's cannot).
+    stage : {'joint', 'decoder', 'generative'}
+        ``joint``: all networks learn together. The finishing stages start from
+        a whole trained model given as ``--init-from`` and keep its property
+        scaler; only some networks learn (:data:`STAGE_LEARNERS`).
+        ``decoder``: the decoder alone, e.g. with the style loss, whose
+        gradients create texture the two-point loss's cannot. ``generative``:
+        encoder, decoder and generator, with the trunk and regressor frozen,
+        so the latent space can be relearnt (a collapsed posterior) without
+        touching the forward predictions.
     channels_last : bool
         Use the channels_last_3d memory format (1.4x faster training steps on CPU,
         benchmarks/bench_model.py).

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 from vaereg_core.device import resolve_device
 from vaereg_core.errors import VaeRegError
 from vaereg_core.model.checkpoint import MODEL_FILE, KINDS, ModelFile, load_model_file, save_model
-from vaereg_core.model.config import RunConfig
+from vaereg_core.model.config import STAGE_LEARNERS, RunConfig
 from vaereg_core.model.losses import LossTerms, VAERegLoss
 from vaereg_core.model.networks import VAERegression
 from vaereg_core.model.scaling import PropertyScaler
@@ -170,18 +170,19 @@ def copy_shared_layers(network: nn.Module, source: str | os.PathLike) -> list[st
     return sorted(shared)
 
 
-def freeze_all_but_decoder(network: nn.Module, source: str | os.PathLike) -> ModelFile:
-    """Load every weight of a trained model into ``network`` and let only its decoder learn.
+def freeze_for_stage(network: nn.Module, source: str | os.PathLike, stage: str) -> ModelFile:
+    """Load every weight of a trained model into ``network`` and let only the stage's networks learn.
 
     Returns the source model file, whose property scaler and ranges the run
     must keep: its regressor and generator work in that scaler's units.
     """
     model = load_model_file(source)
     if not isinstance(model.network, VAERegression) or model.config.model != network.config:
-        raise RunFolderError(source, "the decoder stage needs --init-from a VAE-Regression model of this configuration's model section")
+        raise RunFolderError(source, f"the {stage} stage needs --init-from a VAE-Regression model of this configuration's model section")
     network.load_state_dict({k: v.float() for k, v in model.network.state_dict().items()})
+    learners = STAGE_LEARNERS[stage]
     for name, parameter in network.named_parameters():
-        parameter.requires_grad_(name.startswith("decoder."))
+        parameter.requires_grad_(name.split(".")[0] in learners)
     return model
 
 
@@ -205,8 +206,8 @@ class Trainer:
         Provenance stored in the model file (e.g. the dataset path).
     init_from : path-like, optional
         Model file whose trunk and regressor start the network (:func:`copy_shared_layers`);
-        in the decoder stage, the whole model whose decoder is trained
-        (:func:`freeze_all_but_decoder`), needed again when resuming.
+        in a finishing stage, the whole model whose networks it trains
+        (:func:`freeze_for_stage`), needed again when resuming.
     progress : bool
         Show a tqdm bar per epoch on stderr.
     """
@@ -237,10 +238,10 @@ class Trainer:
         torch.manual_seed(config.train.seed)
         self.memory_format = torch.channels_last_3d if config.train.channels_last else torch.contiguous_format
         self.network = KINDS[kind](config.model)
-        if config.train.stage == "decoder":
+        if config.train.stage != "joint":
             if init_from is None or kind != "vae-regression":
-                raise ValueError("the decoder stage trains a VAE-Regression model's decoder: give the model as init_from (--init-from)")
-            source = freeze_all_but_decoder(self.network, init_from)
+                raise ValueError(f"the {config.train.stage} stage trains part of a VAE-Regression model: give the model as init_from (--init-from)")
+            source = freeze_for_stage(self.network, init_from, config.train.stage)
             self.scaler, self.ranges = source.scaler, dict(source.ranges)
         elif init_from is not None:
             copy_shared_layers(self.network, init_from)
@@ -425,8 +426,8 @@ def train(
     trainer = Trainer(
         config, split_datasets(config, data), run_dir, device=device, kind=kind,
         metadata={"data": str(data), "split_seed": config.train.split_seed, **({"init_from": record["init_from"]} if init_from else {})},
-        # A resumed run has its weights in last.pt; the decoder stage still needs its source's scaler.
-        init_from=init_from if not resume or config.train.stage == "decoder" else None,
+        # A resumed run has its weights in last.pt; a finishing stage still needs its source's scaler.
+        init_from=init_from if not resume or config.train.stage != "joint" else None,
         progress=progress,
     )
     if resume:
