@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from vaereg_core.microstructure import Recipe
 from vaereg_core.model.reconstruction import feature_lengths, structure_errors
@@ -38,3 +39,32 @@ def test_empty_reconstructions_have_finite_errors():
     phi, length = structure_errors(x, np.zeros_like(x))
     assert np.isclose(phi[0], x.mean()) and np.isfinite(length[0])
     np.testing.assert_array_equal(feature_lengths(np.zeros((8, 8, 8), np.uint8)), 4)
+
+
+class _FakeModel:
+    """Encodes with given posteriors and decodes every latent to the same structure: only the latent figures matter."""
+
+    property_names = ("C11",)
+
+    def __init__(self, means: np.ndarray, stds: np.ndarray, structure: np.ndarray) -> None:
+        self.means, self.stds, self.structure = means, stds, structure
+
+    def encode(self, voxels):
+        return self.means[: len(voxels)], self.stds[: len(voxels)]
+
+    def decode(self, z, binary=False):
+        return np.repeat(self.structure[None], len(z), axis=0)
+
+
+def test_active_units_count_the_latent_dimensions_that_vary_over_the_structures():
+    from vaereg_core.model.reconstruction import reconstruction_quality
+
+    rng = np.random.default_rng(0)
+    voxels = (rng.random((12, 9, 9, 9)) < 0.4).astype(np.uint8)
+    means = np.zeros((12, 4))
+    means[:, 1] = rng.normal(0, 1.0, 12)  # informative
+    means[:, 2] = rng.normal(0, 0.01, 12)  # varies, but by less than the threshold
+    collapsed = _FakeModel(means, np.full((12, 4), 0.98), voxels[0])
+    quality, decoded = reconstruction_quality(collapsed, voxels, np.ones((12, 1)), physics_count=0)
+    assert quality.active_units == 1 and quality.posterior_std == pytest.approx(0.98)
+    assert decoded.shape == voxels.shape and quality.count == 12 and np.isnan(quality.stiffness_error)

@@ -35,6 +35,15 @@ class ReconstructionQuality:
         (the model's properties), %, over the first ``physics_count`` structures.
     count, physics_count : int
         Structures compared, and those solved.
+    active_units : int
+        Latent dimensions whose posterior mean varies over the structures
+        (variance > :data:`ACTIVE_UNIT_VARIANCE`, Burda et al. 2016): the
+        dimensions that carry information about the structure. Few active
+        units mean a collapsed posterior: the decoder cannot tell the
+        structures apart, whatever it learns.
+    posterior_std : float
+        Median standard deviation of the posteriors (about 1 when collapsed
+        onto a unit-variance prior).
     """
 
     volume_fraction_error: float
@@ -42,6 +51,12 @@ class ReconstructionQuality:
     stiffness_error: float
     count: int
     physics_count: int
+    active_units: int
+    posterior_std: float
+
+
+#: Variance of a latent dimension's posterior mean over the data above which the dimension counts as active.
+ACTIVE_UNIT_VARIANCE = 0.01
 
 
 def feature_lengths(voxels: np.ndarray) -> np.ndarray:
@@ -73,11 +88,6 @@ def structure_errors(originals: np.ndarray, reconstructions: np.ndarray) -> tupl
     return np.abs(phi[:, 1] - phi[:, 0]), length_error
 
 
-def reconstruct(model: LoadedModel, voxels: np.ndarray) -> np.ndarray:
-    """Binary decodes of the encoder's posterior means, as the app decodes latent vectors."""
-    return model.decode(model.encode(voxels)[0], binary=True)
-
-
 def reconstruction_quality(
     model: LoadedModel,
     voxels: np.ndarray,
@@ -104,7 +114,9 @@ def reconstruction_quality(
     """
     from vaereg_core.physics import homogenize
 
-    reconstructions = reconstruct(model, voxels)
+    means, stds = model.encode(voxels)
+    # Binary decodes of the posterior means, as the app decodes latent vectors.
+    reconstructions = model.decode(means, binary=True)
     phi_error, length_error = structure_errors(voxels, reconstructions)
     solved = min(physics_count, len(voxels))
     errors = []
@@ -118,6 +130,8 @@ def reconstruction_quality(
         stiffness_error=float(np.mean(errors)) if errors else float("nan"),
         count=len(voxels),
         physics_count=solved,
+        active_units=int(np.sum(np.var(means, axis=0) > ACTIVE_UNIT_VARIANCE)),
+        posterior_std=float(np.median(stds)),
     )
     return quality, reconstructions
 
