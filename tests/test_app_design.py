@@ -242,6 +242,23 @@ def test_latent_map_is_cached_beside_the_model_or_in_the_cache_folder(qtbot, tmp
     assert window.latent_panel.map_path.parent == tmp_path / "cache" and window.latent_panel.map_path.is_file()
 
 
+def test_a_stored_latent_map_belongs_to_the_weights_that_made_it(tmp_path, model_path):
+    """A map beside a model file is used only with the model whose checksum it records, whatever the file times."""
+    from vaereg_core.inverse.latent_map import LatentMap
+    from vaereg_core.model.inference import load_model as load
+    from vaereg_studio.design_state import load_cached_map
+
+    model = load(model_path, "cpu")
+    z = np.random.default_rng(0).normal(size=(20, model.latent_dim))
+    properties = np.full((20, len(model.property_names)), 30.0)
+    stale = LatentMap.fit(z, properties, model.property_names, "another model's weights")
+    stale.save(model_path.with_name("tiny.latents.npz"))
+    assert load_cached_map(model, model_path, tmp_path / "cache") is None
+    LatentMap.fit(z, properties, model.property_names, model.file.checksum).save(model_path.with_name("tiny.latents.npz"))
+    found, where = load_cached_map(model, model_path, tmp_path / "cache")
+    assert where == model_path.with_name("tiny.latents.npz") and found.model_checksum == model.file.checksum
+
+
 def test_click_on_the_map_decodes_that_point(qtbot, tmp_path, resources, model_path):
     window = design_window(qtbot, tmp_path, model_path)
     latent = window.latent_panel

@@ -163,7 +163,7 @@ def test_latent_map_of_a_dataset_saves_and_projects_candidates(tmp_path, model):
     path = m.save(tmp_path / "map.npz")
     again = LatentMap.load(path)
     np.testing.assert_allclose(again.coordinates, m.coordinates, atol=1e-5)
-    assert again.property_names == m.property_names
+    assert again.property_names == m.property_names and again.model_checksum == m.model_checksum == model.file.checksum
     points = m.project(np.stack([c.z for c in candidates(model, target_for(model))]))
     assert points.shape == (3, 2) and np.all(np.isfinite(points))
 

@@ -301,15 +301,20 @@ def latent_cache_paths(model_path: Path, cache_dir: Path) -> list[Path]:
 
 
 def load_cached_map(model: Any, model_path: Path, cache_dir: Path) -> tuple[LatentMap, Path] | None:
-    """A stored map that fits the model (same latent size and properties, newer than the model file)."""
+    """A stored map made by this very model (its weights' checksum), with its latent size and properties."""
     for path in latent_cache_paths(model_path, cache_dir):
-        if not path.is_file() or path.stat().st_mtime < Path(model_path).stat().st_mtime:
+        if not path.is_file():
             continue
         try:
             found = LatentMap.load(path)
         except (OSError, ValueError, KeyError):
             continue  # an unreadable cache is recomputed
-        if found.latents.shape[1] == model.latent_dim and found.property_names == tuple(model.property_names):
+        # File times say nothing after a git checkout or a copy; the checksum ties the map to the weights.
+        if (
+            found.model_checksum == model.file.checksum
+            and found.latents.shape[1] == model.latent_dim
+            and found.property_names == tuple(model.property_names)
+        ):
             return found, path
     return None
 

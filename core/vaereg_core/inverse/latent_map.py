@@ -23,6 +23,9 @@ class LatentMap:
         Their properties (GPa), used to colour the map.
     property_names : tuple of str
         Names of the property columns.
+    model_checksum : str
+        Checksum of the model file whose encoder made ``latents`` (empty if
+        unknown): a stored map belongs to that model only.
 
     Examples
     --------
@@ -40,13 +43,14 @@ class LatentMap:
     properties: np.ndarray
     property_names: tuple[str, ...]
     coordinates: np.ndarray
+    model_checksum: str = ""
 
     @classmethod
-    def fit(cls, latents: np.ndarray, properties: np.ndarray, property_names: tuple[str, ...]) -> "LatentMap":
+    def fit(cls, latents: np.ndarray, properties: np.ndarray, property_names: tuple[str, ...], model_checksum: str = "") -> "LatentMap":
         """Fit the PCA (all components kept, so back-projection can be exact)."""
         latents = np.asarray(latents, dtype=np.float64)
         pca = PCA(n_components=latents.shape[1]).fit(latents)
-        return cls(pca, latents, np.asarray(properties, dtype=np.float64), tuple(property_names), pca.transform(latents)[:, :2])
+        return cls(pca, latents, np.asarray(properties, dtype=np.float64), tuple(property_names), pca.transform(latents)[:, :2], model_checksum)
 
     @property
     def explained_variance(self) -> tuple[float, float]:
@@ -89,14 +93,21 @@ class LatentMap:
         path = Path(path)
         with atomic_paths(path, overwrite=True) as (temp,):
             with open(temp, "wb") as f:
-                np.savez_compressed(f, latents=self.latents.astype(np.float32), properties=self.properties.astype(np.float32), names=np.array(self.property_names))
+                np.savez_compressed(
+                    f,
+                    latents=self.latents.astype(np.float32),
+                    properties=self.properties.astype(np.float32),
+                    names=np.array(self.property_names),
+                    model_checksum=np.array(self.model_checksum),
+                )
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "LatentMap":
         """Inverse of :meth:`save`."""
         with np.load(path, allow_pickle=False) as f:
-            return cls.fit(f["latents"], f["properties"], tuple(str(n) for n in f["names"]))
+            checksum = str(f["model_checksum"]) if "model_checksum" in f else ""
+            return cls.fit(f["latents"], f["properties"], tuple(str(n) for n in f["names"]), checksum)
 
 
 def latent_map(
@@ -132,4 +143,4 @@ def latent_map(
         if progress is not None:
             progress(min(start + batch, rows.size), rows.size)
     properties = dataset.properties.numpy()[rows]
-    return LatentMap.fit(np.concatenate(latents), properties, tuple(dataset.property_names))
+    return LatentMap.fit(np.concatenate(latents), properties, tuple(dataset.property_names), model.file.checksum)

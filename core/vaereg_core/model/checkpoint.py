@@ -47,6 +47,8 @@ class ModelFile:
     scaler: PropertyScaler
     ranges: dict[str, tuple[float, float]]
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The stored weights' checksum (empty for a model not read from a file): what files derived from the model, such as its latent map, refer to.
+    checksum: str = ""
 
     @property
     def kind(self) -> str:
@@ -146,4 +148,4 @@ def load_model_file(path: str | os.PathLike, device: torch.device | str = "cpu")
         raise ModelFileError(path, f"inconsistent model file ({type(exc).__name__}: {exc})") from None
     if tuple(props["names"]) != config.model.properties or props.get("units") != "GPa":
         raise ModelFileError(path, "inconsistent model file (property names or units do not match the configuration)")
-    return ModelFile(network.to(device).eval(), config, scaler, ranges, data.get("metadata", {}))
+    return ModelFile(network.to(device).eval(), config, scaler, ranges, data.get("metadata", {}), data["checksum"])
