@@ -75,11 +75,11 @@ def test_cli_evaluate_components_end_to_end(tmp_path, capsys):
     gm = save_tiny_model(tmp_path / "gm.pt", components=2, properties=("C11",))
     out = tmp_path / "k"
     args = ["evaluate-components", "--model", str(gm), "--data", str(data), "--out", str(out),
-            "--components", "1", "3", "--seeds", "2", "--steps", "30", "--targets", "2", "--device", "cpu"]
+            "--components", "1", "3", "--seeds", "2", "--steps", "30", "--targets", "2", "--max-structures", "20", "--device", "cpu"]
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     assert [(f["components"], f["seed"]) for f in results["fits"]] == [(1, 0), (1, 1), (3, 0), (3, 1)]
-    assert set(results["physics"]) == {"1", "3"}
+    assert set(results["physics"]) == {"1", "3"} and "20 training, 20 validation" in results["setup"]["data"]
     assert len(results["candidates"]) == 2 * (1 + 3)  # two targets x all components of each K
     assert all(np.isfinite(c["error_percent"]) for c in results["candidates"])
     text = (out / "report.md").read_text()

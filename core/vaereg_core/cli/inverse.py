@@ -89,6 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=3, help="initialisations per K (default 3)")
     p.add_argument("--steps", type=int, default=3000, help="full-batch Adam steps per fit (default 3000)")
     p.add_argument("--targets", type=int, default=6, help="targets of the physics check (default 6)")
+    p.add_argument("--max-structures", type=int, metavar="N", help="encode at most N random structures per split (default: all)")
     p.add_argument("--no-physics", action="store_true", help="only the KL criterion")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.set_defaults(func=_evaluate_components)
@@ -255,7 +256,7 @@ def _evaluate_components(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.model}: a regression-only model has no prior to refit")
     config = model.file.config
     columns = [ALL_PROPERTIES.index(n) for n in model.property_names]
-    splits = {name: load_split(args.data, name, config) for name in ("train", "val", "test")}
+    splits = {name: load_split(args.data, name, config, args.max_structures) for name in ("train", "val", "test")}
     train, val = (encode_posteriors(model, splits[n].voxels, splits[n].properties[:, columns]) for n in ("train", "val"))
     print(f"encoded {len(train)} training and {len(val)} validation structures")
     fits = component_study(train, val, config.model.generator_hidden, components=tuple(args.components), seeds=args.seeds, steps=args.steps)

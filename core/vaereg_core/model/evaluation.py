@@ -153,14 +153,21 @@ class Split:
     volume_fraction: np.ndarray
 
 
-def load_split(data: str | os.PathLike, split: str, config: RunConfig) -> Split:
-    """Read a split of the dataset file as the run saw it (subset, split seed)."""
+def load_split(data: str | os.PathLike, split: str, config: RunConfig, max_structures: int | None = None, seed: int = 0) -> Split:
+    """Read a split of the dataset file as the run saw it (subset, split seed).
+
+    ``max_structures`` keeps a random subset of that many (drawn with ``seed``,
+    in dataset order), so big splits need not be materialised whole.
+    """
     from vaereg_core.dataset import MicrostructureDataset
 
     t = config.train
     ds = MicrostructureDataset(data, split, ALL_PROPERTIES, subset=t.subset, split_seed=t.split_seed)
-    voxels = np.stack([ds.voxels(i) for i in range(len(ds))]).astype(np.uint8)
-    return Split(voxels, ds.properties.numpy().astype(np.float64), ds.table.volume_fraction[ds.rows])
+    rows = np.arange(len(ds))
+    if max_structures is not None and max_structures < rows.size:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_structures, replace=False))
+    voxels = np.stack([ds.voxels(int(i)) for i in rows]).astype(np.uint8)
+    return Split(voxels, ds.properties.numpy().astype(np.float64)[rows], ds.table.volume_fraction[ds.rows][rows])
 
 
 @dataclass
