@@ -63,7 +63,7 @@ def test_evaluate_command_writes_every_row(tmp_path, capsys):
         assert 0 < quality["count"] <= 32 and quality["physics_count"] == min(8, quality["count"])
         assert 0 <= quality["volume_fraction_error"] <= 1 and np.isfinite(quality["stiffness_error"])
         assert f"| {label} | {quality['count']} |" in text
-    assert "## Reconstructions: the decoder" in text and "| active latent dimensions |" in text
+    assert "## Reconstructions: the decoder" in text and "| KL to the prior (nats) |" in text
     assert (out / "reconstruction_vae-reg-gm-k-2-two-point.png").stat().st_size > 1000
     assert main(["evaluate", str(tmp_path / "gm"), str(tmp_path / "reg")]) == 2
     assert "--out is required" in capsys.readouterr().err

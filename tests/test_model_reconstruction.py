@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import sys
+from pathlib import Path
 
-from vaereg_core.microstructure import Recipe
-from vaereg_core.model.reconstruction import feature_lengths, structure_errors
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from vaereg_core.microstructure import Recipe  # noqa: E402
+from vaereg_core.model.reconstruction import feature_lengths, structure_errors  # noqa: E402
 
 
 def needles(axis: int, n: int = 16) -> np.ndarray:
@@ -41,30 +45,28 @@ def test_empty_reconstructions_have_finite_errors():
     np.testing.assert_array_equal(feature_lengths(np.zeros((8, 8, 8), np.uint8)), 4)
 
 
-class _FakeModel:
-    """Encodes with given posteriors and decodes every latent to the same structure: only the latent figures matter."""
 
-    property_names = ("C11",)
+def test_kl_to_the_prior_is_zero_for_a_collapsed_posterior_and_grows_with_what_z_tells():
+    from inverse_helpers import tiny_model
 
-    def __init__(self, means: np.ndarray, stds: np.ndarray, structure: np.ndarray) -> None:
-        self.means, self.stds, self.structure = means, stds, structure
+    from vaereg_core.model.reconstruction import kl_to_prior
 
-    def encode(self, voxels):
-        return self.means[: len(voxels)], self.stds[: len(voxels)]
+    model = tiny_model(prior="gaussian", properties=("C11",))
+    properties = np.array([[30.0], [60.0]])
+    priors = [model.prior_components({"C11": float(c)}) for c in properties[:, 0]]
+    means, stds = np.stack([p[1][0] for p in priors]), np.stack([p[2][0] for p in priors])
+    np.testing.assert_allclose(kl_to_prior(model, means, stds, properties), 0.0, atol=1e-4)
+    shifted = kl_to_prior(model, means + stds, stds, properties)  # one prior standard deviation off in every dimension
+    np.testing.assert_allclose(shifted, 0.5 * model.latent_dim, rtol=1e-4)
 
-    def decode(self, z, binary=False):
-        return np.repeat(self.structure[None], len(z), axis=0)
 
+def test_reconstruction_quality_reports_the_posteriors():
+    from inverse_helpers import tiny_model
 
-def test_active_units_count_the_latent_dimensions_that_vary_over_the_structures():
     from vaereg_core.model.reconstruction import reconstruction_quality
 
-    rng = np.random.default_rng(0)
-    voxels = (rng.random((12, 9, 9, 9)) < 0.4).astype(np.uint8)
-    means = np.zeros((12, 4))
-    means[:, 1] = rng.normal(0, 1.0, 12)  # informative
-    means[:, 2] = rng.normal(0, 0.01, 12)  # varies, but by less than the threshold
-    collapsed = _FakeModel(means, np.full((12, 4), 0.98), voxels[0])
-    quality, decoded = reconstruction_quality(collapsed, voxels, np.ones((12, 1)), physics_count=0)
-    assert quality.active_units == 1 and quality.posterior_std == pytest.approx(0.98)
-    assert decoded.shape == voxels.shape and quality.count == 12 and np.isnan(quality.stiffness_error)
+    model = tiny_model(components=2, properties=("C11",))
+    voxels = (np.random.default_rng(0).random((6, 19, 19, 19)) < 0.4).astype(np.uint8)
+    quality, decoded = reconstruction_quality(model, voxels, np.full((6, 1), 30.0), physics_count=0)
+    assert decoded.shape == voxels.shape and decoded.dtype == np.uint8 and quality.count == 6
+    assert quality.kl_to_prior > 0 and quality.posterior_std > 0 and np.isnan(quality.stiffness_error)

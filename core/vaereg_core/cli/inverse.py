@@ -239,6 +239,7 @@ def _evaluate_components(args: argparse.Namespace) -> int:
         best_fits,
         component_study,
         encode_posteriors,
+        mean_kl,
         with_generator,
         write_component_report,
     )
@@ -246,7 +247,6 @@ def _evaluate_components(args: argparse.Namespace) -> int:
     from vaereg_core.model.config import ALL_PROPERTIES
     from vaereg_core.model.evaluation import load_split
     from vaereg_core.model.inference import load_model
-    from vaereg_core.model.reconstruction import ACTIVE_UNIT_VARIANCE
 
     if min(args.components) < 1:
         raise ValueError("--components must be 1 or more")
@@ -282,8 +282,8 @@ def _evaluate_components(args: argparse.Namespace) -> int:
     results["setup"] = {
         "model": f"{args.model} (trained with K = {config.model.components if config.model.prior == 'mixture' else 1}, {model.file.metadata.get('epoch', '?')} epochs)",
         "data": f"{args.data}: {len(train)} training, {len(val)} validation structures ({config.train.subset})",
-        "posteriors": f"{int((val.mean.var(0) > ACTIVE_UNIT_VARIANCE).sum())} of {val.mean.shape[1]} latent dimensions active on the "
-        f"validation split (variance of the mean > {ACTIVE_UNIT_VARIANCE:g}), median posterior std {float(torch.exp(0.5 * val.log_var).median()):.2f}",
+        "posteriors": f"mean KL to the model's own prior on the validation split {mean_kl(model.network.generator, val):.2f} nats "
+        f"(what z tells beyond c), median posterior std {float(torch.exp(0.5 * val.log_var).median()):.2f}",
         "fit": f"generator alone (Table 5 network, {config.model.generator_hidden} hidden units), full-batch Adam 5e-3, "
         f"{args.steps} steps, {args.seeds} seeds per K; c = true properties; per K the seed of lowest training KL is decoded",
         **({} if args.no_physics else {"physics": f"{len(targets)} targets from the test split; " + _describe_solver(solver_options)}),

@@ -353,24 +353,23 @@ def _markdown(
             lines.append(f"| {label} | {_fmt(a['MAPE'], 2)} | {_fmt(a['MASE'], 2)} | {_fmt(a['R2'], 4)} | {_fmt(p['MAPE'], 2)} | {_fmt(p['MASE'], 2)} | {_fmt(p['R2'], 4)} |")
         lines += ["", f"![parity {name}](parity_{name}.png)", ""]
     if reconstructions:
-        latent_dims = {r.label: r.config.model.latent_dim for r in runs}
         lines += [
             "## Reconstructions: the decoder",
             "",
             "Test structures against the binarised decode of their encoder means (as the app decodes latent vectors): "
             "volume fraction φ, correlation lengths of the two-point autocorrelation along x, y, z (feature size and "
-            "shape), and the solver's constants of the decoded structure against the original's. Active latent "
-            "dimensions: those whose posterior mean varies over the structures (variance > 0.01); few, with posterior "
-            "standard deviations near 1, mean a collapsed posterior that tells the decoder little about the structure.",
+            "shape), and the solver's constants of the decoded structure against the original's. KL to the prior: "
+            "the mean KL(q(z|x) || p(z|c)) in nats with c the true properties, what the latent vector tells the decoder "
+            "about the structure beyond its stiffness; near zero, the posterior has collapsed onto the prior.",
             "",
             "| model | structures | φ error (absolute) | correlation-length error % | stiffness error % (solved) "
-            "| active latent dimensions | median posterior std |",
+            "| KL to the prior (nats) | median posterior std |",
             "|---|---|---|---|---|---|---|",
         ]
         for label, q in reconstructions.items():
             lines.append(
                 f"| {label} | {q.count} | {q.volume_fraction_error:.3f} | {q.correlation_length_error:.1f} "
-                f"| {q.stiffness_error:.1f} ({q.physics_count}) | {q.active_units} of {latent_dims[label]} | {q.posterior_std:.2f} |"
+                f"| {q.stiffness_error:.1f} ({q.physics_count}) | {q.kl_to_prior:.2f} | {q.posterior_std:.2f} |"
             )
         lines += [""] + [f"![reconstructions {label}]({_figure_name(label)})" for label in reconstructions] + [""]
     lines += ["## The paper's figures (their dataset, FEM; 10 random splits)", "", "Table 1 (C11, single-property models):", "", "| method | MAPE | R² |", "|---|---|---|"]

@@ -35,15 +35,15 @@ class ReconstructionQuality:
         (the model's properties), %, over the first ``physics_count`` structures.
     count, physics_count : int
         Structures compared, and those solved.
-    active_units : int
-        Latent dimensions whose posterior mean varies over the structures
-        (variance > :data:`ACTIVE_UNIT_VARIANCE`, Burda et al. 2016): the
-        dimensions that carry information about the structure. Few active
-        units mean a collapsed posterior: the decoder cannot tell the
-        structures apart, whatever it learns.
+    kl_to_prior : float
+        Mean KL(q(z | x) || p(z | c)) in nats, c the structure's true
+        properties: what the latent vector tells about the structure beyond
+        its stiffness. Near zero the posterior has collapsed onto the prior,
+        and the decoder cannot tell apart structures of equal stiffness,
+        whatever it learns. (Counting active latent dimensions would not show
+        this: with a conditional prior the means move with c even when collapsed.)
     posterior_std : float
-        Median standard deviation of the posteriors (about 1 when collapsed
-        onto a unit-variance prior).
+        Median standard deviation of the posteriors.
     """
 
     volume_fraction_error: float
@@ -51,12 +51,8 @@ class ReconstructionQuality:
     stiffness_error: float
     count: int
     physics_count: int
-    active_units: int
+    kl_to_prior: float
     posterior_std: float
-
-
-#: Variance of a latent dimension's posterior mean over the data above which the dimension counts as active.
-ACTIVE_UNIT_VARIANCE = 0.01
 
 
 def feature_lengths(voxels: np.ndarray) -> np.ndarray:
@@ -86,6 +82,29 @@ def structure_errors(originals: np.ndarray, reconstructions: np.ndarray) -> tupl
     lengths = [(feature_lengths(a), feature_lengths(b)) for a, b in zip(originals, reconstructions)]
     length_error = np.array([100 * np.mean(np.abs(b - a) / a) for a, b in lengths])
     return np.abs(phi[:, 1] - phi[:, 0]), length_error
+
+
+def kl_to_prior(model: LoadedModel, means: np.ndarray, stds: np.ndarray, properties: np.ndarray) -> np.ndarray:
+    """Per structure, KL(q(z | x) || p(z | c)) in nats (the loss's term: closed form or the mixture approximation).
+
+    Parameters
+    ----------
+    model : LoadedModel
+    means, stds : (N, D) arrays
+        Posteriors from :meth:`LoadedModel.encode`.
+    properties : (N, P) array
+        The structures' properties in GPa, in the model's order.
+    """
+    import torch
+
+    from vaereg_core.model.priors import prior_kl
+
+    device = model.device
+    with torch.inference_mode():
+        c = model.file.scaler.transform(torch.as_tensor(properties, dtype=torch.float32, device=device))
+        mu = torch.as_tensor(means, dtype=torch.float32, device=device)
+        log_var = 2.0 * torch.log(torch.as_tensor(stds, dtype=torch.float32, device=device))
+        return prior_kl(mu, log_var, model.network.generator(c)).cpu().numpy()
 
 
 def reconstruction_quality(
@@ -130,7 +149,7 @@ def reconstruction_quality(
         stiffness_error=float(np.mean(errors)) if errors else float("nan"),
         count=len(voxels),
         physics_count=solved,
-        active_units=int(np.sum(np.var(means, axis=0) > ACTIVE_UNIT_VARIANCE)),
+        kl_to_prior=float(np.mean(kl_to_prior(model, means, stds, properties))),
         posterior_std=float(np.median(stds)),
     )
     return quality, reconstructions
