@@ -56,6 +56,20 @@ def test_bce_and_nll():
     assert torch.allclose(beta_nll(mean, torch.zeros(2, 3), target, 0.0), torch.full((2,), 1.5))
 
 
+def test_volume_fraction_term_is_added_to_the_reconstruction_when_weighted():
+    x = structure(4)
+    logits = torch.zeros_like(x)  # a grey decode: probability 0.5 everywhere
+    plain = VAERegLoss(LossConfig(reconstruction="bce"))
+    weighted = VAERegLoss(LossConfig(reconstruction="bce", volume_fraction_weight=100.0))
+    phi = x.mean(dim=(1, 2, 3, 4))
+    expected = plain.reconstruction(logits, x) + 100.0 * (0.5 - phi) ** 2
+    assert torch.allclose(weighted.reconstruction(logits, x), expected)
+    # The term pulls the decoded volume fraction toward the target's.
+    logits.requires_grad_(True)
+    weighted.reconstruction(logits, torch.ones_like(x)).sum().backward()
+    assert torch.all(logits.grad < 0)
+
+
 def test_beta_nll_gives_the_mean_a_squared_error_gradient():
     mean = torch.tensor([[0.0, 0.0]], requires_grad=True)
     log_var = torch.log(torch.tensor([[4.0, 0.25]]))

@@ -33,6 +33,19 @@ def beta_nll(mean: Tensor, log_var: Tensor, target: Tensor, beta: float) -> Tens
     return nll.sum(dim=-1)
 
 
+def volume_fraction_loss(reconstruction: Tensor, target: Tensor) -> Tensor:
+    """(φ̂ - φ)² per sample, φ the mean of each (B, 1, n, n, n) volume.
+
+    Examples
+    --------
+    >>> full, half = torch.ones(1, 1, 4, 4, 4), torch.full((1, 1, 4, 4, 4), 0.5)
+    >>> volume_fraction_loss(half, full).tolist()
+    [0.25]
+    """
+    spatial = tuple(range(1, reconstruction.ndim))
+    return (reconstruction.mean(dim=spatial) - target.mean(dim=spatial)) ** 2
+
+
 def two_point_correlation(x: Tensor) -> Tensor:
     """Periodic two-point autocorrelation S2(r) of (B, 1, n, n, n) hard-phase probabilities, by FFT.
 
@@ -167,13 +180,17 @@ class VAERegLoss(nn.Module):
         self.style = StyleLoss(config.vgg_weights, config.style_slices) if config.reconstruction == "style-vgg19" else None
 
     def reconstruction(self, logits: Tensor, target: Tensor) -> Tensor:
-        """The configured reconstruction loss, per sample."""
+        """The configured reconstruction loss, per sample, with the volume-fraction term if weighted."""
         kind = self.config.reconstruction
         if kind == "bce":
-            return bce_loss(logits, target)
-        if kind == "two-point":
-            return two_point_loss(torch.sigmoid(logits), target, self.config.two_point_window)
-        return self.style(torch.sigmoid(logits), target)
+            loss = bce_loss(logits, target)
+        elif kind == "two-point":
+            loss = two_point_loss(torch.sigmoid(logits), target, self.config.two_point_window)
+        else:
+            loss = self.style(torch.sigmoid(logits), target)
+        if self.config.volume_fraction_weight:
+            loss = loss + self.config.volume_fraction_weight * volume_fraction_loss(torch.sigmoid(logits), target)
+        return loss
 
     def regression(self, mean: Tensor, log_var: Tensor, properties: Tensor, beta: float | None = None) -> Tensor:
         """The regression term, a batch mean; ``beta`` overrides the configured β (0 for validation, see :meth:`Trainer.validate`)."""
