@@ -23,3 +23,13 @@ def test_default_model_is_named_by_the_pointer_file(tmp_path, monkeypatch):
 
 def test_source_tree_resources_hold_the_samples():
     assert (resources_dir() / "samples" / "default.vti").is_file()
+
+
+def test_every_shipped_training_configuration_loads():
+    """The configurations the model card's commands name are valid (a typo in a key fails here, not after an hour of data loading)."""
+    from vaereg_core.model.config import load_config
+
+    configs = sorted((resources_dir() / "configs").glob("*.json"))
+    assert len(configs) >= 8
+    stages = {load_config(path).train.stage for path in configs}
+    assert stages == {"joint", "decoder", "generative"}
