@@ -204,7 +204,8 @@ class Run:
         if m.prior == "standard":
             return "VAE"
         prior = "Gaussian" if m.prior == "gaussian" else f"GM K={m.components}"
-        return f"VAE-Reg ({prior}, {loss.reconstruction})"
+        volume_fraction = " + φ" if loss.volume_fraction_weight else ""
+        return f"VAE-Reg ({prior}, {loss.reconstruction}{volume_fraction})"
 
 
 def _predict_log_target(estimator, x_train, y_train, x_test) -> np.ndarray:
