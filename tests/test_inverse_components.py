@@ -98,3 +98,27 @@ def test_cli_evaluate_components_refuses_a_regression_only_model(tmp_path, capsy
     reg = save_model(tmp_path / "reg.pt", file)
     assert main(["evaluate-components", "--model", str(reg), "--data", str(data), "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
     assert "no prior to refit" in capsys.readouterr().err
+
+
+def test_cli_refit_prior_writes_a_model_whose_prior_fits_its_encoder_better(tmp_path, capsys):
+    from vaereg_core.inverse.component_count import encode_posteriors
+    from vaereg_core.model.evaluation import load_split
+    from vaereg_core.model.inference import load_model
+
+    data = write_synthetic_dataset(tmp_path / "data.h5")
+    gm = save_tiny_model(tmp_path / "gm.pt", components=2, properties=("C11",))
+    out = tmp_path / "refit.pt"
+    args = ["refit-prior", "--model", str(gm), "--data", str(data), "--components", "3", "--out", str(out),
+            "--seeds", "1", "--steps", "200", "--device", "cpu"]
+    assert main(args) == 0 and "K = 3" in capsys.readouterr().out
+    old, new = load_model(gm, "cpu"), load_model(out, "cpu")
+    assert new.file.config.model.components == 3 and len(new.prior_components({"C11": 30})[0]) == 3
+    assert new.file.metadata["prior_refit"]["components"] == 3
+    val = load_split(data, "val", old.file.config)
+    posteriors = encode_posteriors(new, val.voxels, val.properties[:, :1])
+    assert mean_kl(new.network.generator, posteriors) < mean_kl(old.network.generator, posteriors)
+    # Only the prior changed: same encoder, regressor and decoder (up to float16 storage).
+    x = val.voxels[:2]
+    np.testing.assert_allclose(new.predict(x)[0], old.predict(x)[0], rtol=2e-3)
+    np.testing.assert_allclose(new.encode(x)[0], old.encode(x)[0], atol=2e-3)
+    assert main(args) == 2 and "exists" in capsys.readouterr().err

@@ -95,6 +95,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_evaluate_components)
 
 
+    p = subparsers.add_parser(
+        "refit-prior",
+        help="a copy of a model with its conditional prior refitted to its encoder (K components)",
+        description="Encode the training split, fit the generator alone (--seeds initialisations, the lowest training "
+        "KL wins) to minimise the KL term with the true properties as c, and write the model with that prior "
+        "(float16 weights). Trunk, encoder, regressor and decoder stay as trained. See evaluate-components for "
+        "choosing K.",
+    )
+    p.add_argument("--model", required=True, help="a trained VAE-Regression model file")
+    p.add_argument("--data", required=True, help="dataset file the model was trained on")
+    p.add_argument("--components", type=int, required=True, metavar="K", help="components of the new prior")
+    p.add_argument("--out", required=True, help="model file to write")
+    p.add_argument("--seeds", type=int, default=3, help="initialisations (default 3)")
+    p.add_argument("--steps", type=int, default=3000, help="full-batch Adam steps per fit (default 3000)")
+    p.add_argument("--max-structures", type=int, metavar="N", help="encode at most N random structures per split (default: all)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.set_defaults(func=_refit_prior)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model file (default: the bundled default model)")
     p.add_argument("--target", nargs="+", required=True, metavar="NAME=GPa", help="e.g. C11=35 C22=30; unset properties are free")
@@ -293,6 +313,40 @@ def _evaluate_components(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_results(out / "results.json", results)
     print(write_component_report(results, out))
+    return 0
+
+
+def _refit_prior(args: argparse.Namespace) -> int:
+    import torch
+
+    from vaereg_core.inverse.component_count import best_fits, component_study, encode_posteriors, mean_kl, refitted_model_file
+    from vaereg_core.model.checkpoint import save_model
+    from vaereg_core.model.config import ALL_PROPERTIES
+    from vaereg_core.model.evaluation import load_split
+    from vaereg_core.model.inference import load_model
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"{out}: exists; pass --overwrite to replace it")
+    if args.components < 1:
+        raise ValueError("--components must be 1 or more")
+    model = load_model(args.model, args.device)
+    if not model.is_generative:
+        raise ValueError(f"{args.model}: a regression-only model has no prior to refit")
+    config = model.file.config
+    columns = [ALL_PROPERTIES.index(n) for n in model.property_names]
+    train, val = (
+        encode_posteriors(model, split.voxels, split.properties[:, columns])
+        for split in (load_split(args.data, name, config, args.max_structures) for name in ("train", "val"))
+    )
+    before = mean_kl(model.network.generator, val)
+    fits = component_study(train, val, config.model.generator_hidden, components=(args.components,), seeds=args.seeds, steps=args.steps)
+    fit = best_fits(fits)[args.components]
+    note = {"source": str(args.model), "data": str(args.data), "structures": len(train), "seeds": args.seeds, "steps": args.steps,
+            "val_kl_before": before}
+    save_model(out, refitted_model_file(model, fit, note), dtype=torch.float16)
+    print(f"{out}: prior refitted with K = {fit.components}; validation KL {before:.3f} -> {fit.val_kl:.3f} nats "
+          f"({fit.used} components used)")
     return 0
 
 

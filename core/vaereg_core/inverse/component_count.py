@@ -23,6 +23,7 @@ does), as at inverse design, where c is the target.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vaereg_core.model.checkpoint import ModelFile
 from vaereg_core.model.inference import LoadedModel
-from vaereg_core.model.networks import MixtureGenerator, glorot_init
+from vaereg_core.model.networks import MixtureGenerator, VAERegression, glorot_init
 from vaereg_core.model.priors import prior_kl
 
 #: A component whose mean weight over the validation structures is below this is counted as unused.
@@ -136,6 +138,27 @@ def best_fits(fits: list[ComponentFit]) -> dict[int, ComponentFit]:
         if f.components not in best or f.train_kl < best[f.components].train_kl:
             best[f.components] = f
     return best
+
+
+def refitted_model_file(model: LoadedModel, fit: ComponentFit, note: dict) -> ModelFile:
+    """The model's file with its prior replaced by a refitted generator (K taken from the fit).
+
+    The generator learns in training from the regressor's noisy predictions of c
+    and through a few KL steps per batch; refitted on the final encoder's
+    posteriors with the true c, its KL is far lower (measured on the C11 model:
+    3.08 -> 0.22 nats) and its components decode where the data of that
+    stiffness lie. Everything else stays as trained; ``note`` is recorded in
+    the metadata under ``prior_refit``.
+    """
+    source = model.file
+    config = dataclasses.replace(
+        source.config, model=dataclasses.replace(source.config.model, prior="mixture", components=fit.components)
+    )
+    network = VAERegression(config.model)
+    own = {k: v for k, v in source.network.state_dict().items() if not k.startswith("generator.")}
+    network.load_state_dict({**own, **{f"generator.{k}": v for k, v in fit.generator.state_dict().items()}})
+    metadata = {**source.metadata, "prior_refit": {**note, "components": fit.components, "train_kl": fit.train_kl, "val_kl": fit.val_kl}}
+    return ModelFile(network.float().eval(), config, source.scaler, dict(source.ranges), metadata)
 
 
 def with_generator(model: LoadedModel, generator: MixtureGenerator) -> LoadedModel:
