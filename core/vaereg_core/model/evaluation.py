@@ -306,7 +306,7 @@ def evaluate_runs(
 
 
 def _figure_name(label: str) -> str:
-    return "reconstruction_" + re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") + ".png"
+    return "reconstruction_" + re.sub(r"[^a-z0-9]+", "-", label.lower().replace("φ", "phi")).strip("-") + ".png"
 
 
 def _aggregate(results: dict[str, list]) -> dict:
