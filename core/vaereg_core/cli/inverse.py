@@ -72,7 +72,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.set_defaults(func=_evaluate_inverse)
 
-
     p = subparsers.add_parser(
         "evaluate-components",
         help="choose the number of mixture components K: the prior refitted for K = 1..5, validation KL and physics error",
@@ -82,18 +81,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate-inverse (a) (C11 models) or (b) (six-property models). Writes results.json, report.md and "
         "components.png into --out.",
     )
-    p.add_argument("--model", required=True, help="a trained VAE-Regression model file")
-    p.add_argument("--data", required=True, help="dataset file the model was trained on")
+    _prior_fit_arguments(p)
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--components", nargs="+", type=int, default=[1, 2, 3, 4, 5], metavar="K", help="values of K (default 1 2 3 4 5)")
-    p.add_argument("--seeds", type=int, default=3, help="initialisations per K (default 3)")
-    p.add_argument("--steps", type=int, default=3000, help="full-batch Adam steps per fit (default 3000)")
     p.add_argument("--targets", type=int, default=6, help="targets of the physics check (default 6)")
-    p.add_argument("--max-structures", type=int, metavar="N", help="encode at most N random structures per split (default: all)")
     p.add_argument("--no-physics", action="store_true", help="only the KL criterion")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.set_defaults(func=_evaluate_components)
-
 
     p = subparsers.add_parser(
         "refit-prior",
@@ -103,16 +96,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(float16 weights). Trunk, encoder, regressor and decoder stay as trained. See evaluate-components for "
         "choosing K.",
     )
-    p.add_argument("--model", required=True, help="a trained VAE-Regression model file")
-    p.add_argument("--data", required=True, help="dataset file the model was trained on")
+    _prior_fit_arguments(p)
     p.add_argument("--components", type=int, required=True, metavar="K", help="components of the new prior")
     p.add_argument("--out", required=True, help="model file to write")
-    p.add_argument("--seeds", type=int, default=3, help="initialisations (default 3)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_refit_prior)
+
+
+def _prior_fit_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of the commands that refit a model's prior to its encoder."""
+    p.add_argument("--model", required=True, help="a trained VAE-Regression model file")
+    p.add_argument("--data", required=True, help="dataset file the model was trained on")
+    p.add_argument("--seeds", type=int, default=3, help="initialisations per K (default 3)")
     p.add_argument("--steps", type=int, default=3000, help="full-batch Adam steps per fit (default 3000)")
     p.add_argument("--max-structures", type=int, metavar="N", help="encode at most N random structures per split (default: all)")
-    p.add_argument("--overwrite", action="store_true")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.set_defaults(func=_refit_prior)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
