@@ -253,50 +253,36 @@ def _evaluate_components(args: argparse.Namespace) -> int:
     import torch
 
     from vaereg_core.dataset.table import read_table
-    from vaereg_core.inverse.component_count import (
-        best_fits,
-        component_study,
-        encode_posteriors,
-        mean_kl,
-        with_generator,
-        write_component_report,
-    )
+    from vaereg_core.inverse.component_count import best_fits, component_study, mean_kl, with_generator, write_component_report
     from vaereg_core.inverse.evaluation import c11_targets, prior_candidates_experiment, summarise_candidates, test_split_targets, write_results
-    from vaereg_core.model.config import ALL_PROPERTIES
     from vaereg_core.model.evaluation import load_split
-    from vaereg_core.model.inference import load_model
 
     if min(args.components) < 1:
         raise ValueError("--components must be 1 or more")
     start = time.perf_counter()
-    model = load_model(args.model, args.device)
-    if not model.is_generative:
-        raise ValueError(f"{args.model}: a regression-only model has no prior to refit")
+    model, columns, train_properties, train, val = _encoded_splits(args)
     config = model.file.config
-    columns = [ALL_PROPERTIES.index(n) for n in model.property_names]
-    splits = {name: load_split(args.data, name, config, args.max_structures) for name in ("train", "val", "test")}
-    train, val = (encode_posteriors(model, splits[n].voxels, splits[n].properties[:, columns]) for n in ("train", "val"))
     print(f"encoded {len(train)} training and {len(val)} validation structures")
     fits = component_study(train, val, config.model.generator_hidden, components=tuple(args.components), seeds=args.seeds, steps=args.steps)
     for f in fits:
         print(f"K = {f.components} seed {f.seed}: train KL {f.train_kl:.3f}, validation KL {f.val_kl:.3f}, {f.used} used")
     results: dict = {"fits": [f.to_dict() for f in fits]}
     if not args.no_physics:
-        test = splits["test"].properties[:, columns]
+        test = load_split(args.data, "test", config, args.max_structures).properties[:, columns]
         if model.property_names == ("C11",):
             targets = [{"C11": v} for v in c11_targets(test[:, 0], count=args.targets)]
         else:
             targets = test_split_targets(test, model.property_names, count=args.targets)
         solver_options = read_table(args.data).solver_options()
-        reference = splits["train"].properties[:, columns]
         checks = []
         for k, fit in best_fits(fits).items():
             twin = {f"K = {k}": with_generator(model, fit.generator)}
-            checks += [c.to_dict() for c in prior_candidates_experiment(twin, targets, reference=reference, solver_options=solver_options, progress=print)]
+            checks += [
+                c.to_dict()
+                for c in prior_candidates_experiment(twin, targets, reference=train_properties, solver_options=solver_options, progress=print)
+            ]
         results["candidates"] = checks
         results["physics"] = {name.removeprefix("K = "): s for name, s in summarise_candidates(checks).items()}
-    else:
-        solver_options = {}
     results["setup"] = {
         "model": f"{args.model} (trained with K = {config.model.components if config.model.prior == 'mixture' else 1}, {model.file.metadata.get('epoch', '?')} epochs)",
         "data": f"{args.data}: {len(train)} training, {len(val)} validation structures ({config.train.subset})",
@@ -307,38 +293,45 @@ def _evaluate_components(args: argparse.Namespace) -> int:
         **({} if args.no_physics else {"physics": f"{len(targets)} targets from the test split; " + _describe_solver(solver_options)}),
         "time": f"{time.perf_counter() - start:.0f} s",
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_results(out / "results.json", results)
-    print(write_component_report(results, out))
+    report = write_component_report(results, args.out)
+    write_results(Path(args.out) / "results.json", results)
+    print(report)
     return 0
+
+
+def _encoded_splits(args: argparse.Namespace):
+    """Model, property columns, training properties (GPa) and train and validation posteriors of a refit command.
+
+    Each split is capped at ``--max-structures``.
+    """
+    from vaereg_core.inverse.component_count import encode_posteriors
+    from vaereg_core.model.config import ALL_PROPERTIES
+    from vaereg_core.model.evaluation import load_split
+    from vaereg_core.model.inference import load_model
+
+    model = load_model(args.model, args.device)
+    if not model.is_generative:
+        raise ValueError(f"{args.model}: a regression-only model has no prior to refit")
+    columns = [ALL_PROPERTIES.index(n) for n in model.property_names]
+    train, val = (load_split(args.data, name, model.file.config, args.max_structures) for name in ("train", "val"))
+    posteriors = [encode_posteriors(model, split.voxels, split.properties[:, columns]) for split in (train, val)]
+    return model, columns, train.properties[:, columns], *posteriors
 
 
 def _refit_prior(args: argparse.Namespace) -> int:
     import torch
 
-    from vaereg_core.inverse.component_count import best_fits, component_study, encode_posteriors, mean_kl, refitted_model_file
+    from vaereg_core.inverse.component_count import best_fits, component_study, mean_kl, refitted_model_file
     from vaereg_core.model.checkpoint import save_model
-    from vaereg_core.model.config import ALL_PROPERTIES
-    from vaereg_core.model.evaluation import load_split
-    from vaereg_core.model.inference import load_model
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise ValueError(f"{out}: exists; pass --overwrite to replace it")
     if args.components < 1:
         raise ValueError("--components must be 1 or more")
-    model = load_model(args.model, args.device)
-    if not model.is_generative:
-        raise ValueError(f"{args.model}: a regression-only model has no prior to refit")
-    config = model.file.config
-    columns = [ALL_PROPERTIES.index(n) for n in model.property_names]
-    train, val = (
-        encode_posteriors(model, split.voxels, split.properties[:, columns])
-        for split in (load_split(args.data, name, config, args.max_structures) for name in ("train", "val"))
-    )
+    model, _, _, train, val = _encoded_splits(args)
     before = mean_kl(model.network.generator, val)
-    fits = component_study(train, val, config.model.generator_hidden, components=(args.components,), seeds=args.seeds, steps=args.steps)
+    fits = component_study(train, val, model.file.config.model.generator_hidden, components=(args.components,), seeds=args.seeds, steps=args.steps)
     fit = best_fits(fits)[args.components]
     note = {"source": str(args.model), "data": str(args.data), "structures": len(train), "seeds": args.seeds, "steps": args.steps,
             "val_kl_before": before}
