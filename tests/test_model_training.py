@@ -87,6 +87,15 @@ def test_train_and_predict_commands(data, tmp_path, capsys):
     assert "no such model file" in capsys.readouterr().err
 
 
+def test_train_time_limit_stops_after_a_whole_epoch(data, tmp_path, capsys):
+    run = tmp_path / "limited"
+    assert main(["train", "--config", "tiny", "--data", str(data), "--out", str(run), "--device", "cpu",
+                 "--epochs", "3", "--time-limit", "0", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "best epoch 1 of 1" in out and "stopped by time limit" in out
+    assert len(json.loads((run / "metrics.json").read_text())) == 1
+
+
 def test_predict_without_a_default_model_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VAEREG_RESOURCES", str(tmp_path))
     path = write_voxels(tmp_path / "s.npy", np.zeros((19, 19, 19), np.uint8))

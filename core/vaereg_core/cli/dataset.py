@@ -39,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("materialize", help="regenerate the voxels into an HDF5 cache")
     p.add_argument("--data", required=True, help="dataset file (property table)")
     p.add_argument("--out", required=True, help="cache file to write (.h5)")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_materialize)
 
@@ -83,7 +84,7 @@ def _materialize(args: argparse.Namespace) -> int:
             bar = _bar(total, 0, "structure")
         bar.update(1)
 
-    out = materialize(args.data, args.out, overwrite=args.overwrite, progress=progress)
+    out = materialize(args.data, args.out, overwrite=args.overwrite, workers=args.workers, progress=progress)
     if bar is not None:
         bar.close()
     print(f"wrote {out}")

@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="override train.max_epochs")
     p.add_argument("--seed", type=int, help="override train.seed")
     p.add_argument("--split-seed", type=int, help="override the dataset's split seed (repeated random splits)")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="stop after the last epoch that ends within this wall time (leased machines, sessions)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
@@ -86,6 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     import dataclasses
+    import time
 
     from vaereg_core.model.config import load_config
     from vaereg_core.model.training import train
@@ -95,13 +98,17 @@ def _train(args: argparse.Namespace) -> int:
     if overrides:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
 
-    def report(record) -> None:
+    started = time.monotonic()
+
+    def report(record) -> bool:
         mape = "  ".join(f"MAPE {k} {v:.2f} %" for k, v in record.val_mape.items())
         print(f"epoch {record.epoch:3d}  train {record.train['total']:.4g}  val {record.val['total']:.4g}  {mape}  ({record.seconds:.0f} s)", file=sys.stderr)
+        # Another epoch as long as this one would end past the limit: stop now, with every epoch saved.
+        return args.time_limit is None or time.monotonic() - started + record.seconds <= 60 * args.time_limit
 
     result = train(config, args.data, args.out, device=args.device, resume=args.resume, kind=args.kind,
                    init_from=args.init_from, progress=not args.quiet, callback=report)
-    why = "early stopping" if result.stopped_early else "epoch limit"
+    why = "early stopping" if result.stopped_early else "time limit" if result.interrupted else "epoch limit"
     print(f"{result.model_path}: best epoch {result.best_epoch} of {result.epochs} (validation loss {result.best_val_loss:.4g}; stopped by {why})")
     return 0
 
