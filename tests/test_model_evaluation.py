@@ -10,6 +10,7 @@ import pytest
 
 from model_helpers import block_sockets, write_synthetic_dataset
 from vaereg_core.cli import main
+from vaereg_core.microstructure import Recipe
 from vaereg_core.model.config import named_config
 from vaereg_core.model.evaluation import HARD, SOFT, isotropic_stiffness, regression_metrics, voigt_reuss_hill
 from vaereg_core.model.training import train
@@ -67,3 +68,19 @@ def test_evaluate_command_writes_every_row(tmp_path, capsys):
     assert (out / "reconstruction_vae-reg-gm-k-2-two-point.png").stat().st_size > 1000
     assert main(["evaluate", str(tmp_path / "gm"), str(tmp_path / "reg")]) == 2
     assert "--out is required" in capsys.readouterr().err
+
+
+def test_evaluate_on_another_subset_uses_its_test_split(tmp_path):
+    from vaereg_core.dataset import MicrostructureDataset
+
+    data = write_synthetic_dataset(tmp_path / "more.h5", Recipe(seed=11, n_fields=8, size=19))
+    base = named_config("tiny")
+    quick = dataclasses.replace(base, train=dataclasses.replace(base.train, max_epochs=1))
+    train(quick, data, tmp_path / "reg", device="cpu", progress=False, kind="regression-only")
+    out = tmp_path / "report"
+    assert main(["evaluate", str(tmp_path / "reg"), "--subset", "two-morphology", "--no-baselines", "--out", str(out), "--device", "cpu"]) == 0
+    size = len(MicrostructureDataset(data, "test", ("C11",), subset="two-morphology"))
+    assert 0 < size < len(MicrostructureDataset(data, "test", ("C11",)))
+    assert f"test split of the two-morphology subset, whatever each run was trained on ({size} structures)" in (out / "report.md").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["subset"] == "two-morphology" and metrics["test_structures"] == [size]

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from vaereg_core.dataset.subsets import SUBSETS
 from vaereg_core.device import DEVICE_CHOICES
 
 
@@ -48,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="the dataset file (default: the one the runs recorded)")
     p.add_argument("--out", help="report folder (default RUN_DIR/report for one run folder, else required)")
     p.add_argument("--no-baselines", action="store_true", help="only the runs themselves")
+    p.add_argument("--subset", choices=SUBSETS,
+                   help="evaluate every run on this subset's test split (default: the subset each run was trained on)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.set_defaults(func=_evaluate)
 
@@ -121,7 +124,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.out is None and (len(args.runs) > 1 or Path(args.runs[0]).is_file()):
         raise ValueError("--out is required when evaluating several runs or a model file")
     out = Path(args.out) if args.out else Path(args.runs[0]) / "report"
-    report = evaluate_runs(args.runs, out, baselines=not args.no_baselines, device=args.device, data=args.data)
+    report = evaluate_runs(args.runs, out, baselines=not args.no_baselines, device=args.device, data=args.data, subset=args.subset)
     print(report)
     return 0
 

@@ -18,6 +18,8 @@ exist when this was written.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import re
@@ -244,12 +246,15 @@ def evaluate_runs(
     baselines: bool = True,
     device: str = "auto",
     data: str | os.PathLike | None = None,
+    subset: str | None = None,
 ) -> str:
     """Write ``report.md``, ``metrics.json`` and parity plots for trained runs; return the Markdown.
 
     ``runs`` are run folders or model files. All must come from the same
     dataset file (``data`` names it instead of what they recorded); baselines
-    are fitted once per split seed.
+    are fitted once per split seed. ``subset`` evaluates every run (and fits
+    the baselines) on that subset's splits instead of the one it was trained
+    on, e.g. a model of all structures on the two-morphology test structures.
     """
     loaded = [Run.read(r, data) for r in runs]
     datas = {r.data for r in loaded}
@@ -264,11 +269,13 @@ def evaluate_runs(
     reconstructions: dict[str, ReconstructionQuality] = {}
     solver_options = read_table(data).solver_options()
     by_split: dict = defaultdict(list)
+    test_sizes = []
     for r in loaded:
-        by_split[(r.config.train.split_seed, r.config.train.subset)].append(r)
-    for (split_seed, _), group in by_split.items():
-        reference = group[0].config
+        by_split[(r.config.train.split_seed, subset or r.config.train.subset)].append(r)
+    for (split_seed, split_subset), group in by_split.items():
+        reference = dataclasses.replace(group[0].config, train=dataclasses.replace(group[0].config.train, subset=split_subset))
         test = load_split(data, "test", reference)
+        test_sizes.append(len(test.voxels))
         in_range = (test.properties[:, 0] >= PAPER_RANGE[0]) & (test.properties[:, 0] <= PAPER_RANGE[1])
         train = load_split(data, "train", reference) if baselines else None
         columns = [ALL_PROPERTIES.index(n) for n in names]
@@ -293,14 +300,14 @@ def evaluate_runs(
     table = _aggregate(results)
     (out / "metrics.json").write_text(
         json.dumps(
-            {"data": str(data), "runs": [str(r.path) for r in loaded], "metrics": table,
+            {"data": str(data), "subset": subset, "test_structures": test_sizes, "runs": [str(r.path) for r in loaded], "metrics": table,
              "reconstruction": {label: asdict(q) for label, q in reconstructions.items()}},
             indent=1,
         )
     )
     for name in names:
         _parity_plot(out / f"parity_{name}.png", name, results)
-    text = _markdown(table, names, loaded, data, len(by_split), reconstructions)
+    text = _markdown(table, names, loaded, data, test_sizes, reconstructions, subset)
     (out / "report.md").write_text(text)
     return text
 
@@ -332,12 +339,16 @@ def _fmt(entry: list, digits: int) -> str:
 
 
 def _markdown(
-    table: dict, names: tuple[str, ...], runs: list[Run], data: Path, splits: int, reconstructions: dict[str, ReconstructionQuality]
+    table: dict, names: tuple[str, ...], runs: list[Run], data: Path, test_sizes: list[int],
+    reconstructions: dict[str, ReconstructionQuality], subset: str | None = None,
 ) -> str:
+    splits = len(test_sizes)
+    where = f"test split of the {subset} subset, whatever each run was trained on" if subset else "test split"
+    where += f" ({' / '.join(map(str, sorted(set(test_sizes))))} structures)"
     lines = [
         "# Forward prediction: VAE-Regression against the paper's baselines",
         "",
-        f"Dataset `{data}`, test split; {len(runs)} run(s) over {splits} split seed(s)"
+        f"Dataset `{data}`, {where}; {len(runs)} run(s) over {splits} split seed(s)"
         + (" (mean ± std over repeats)" if splits > 1 else " (a single split: no std)")
         + ". MAPE and MASE in %, MASE = mean absolute error / mean value. "
         f"'paper range': test structures with C11 in [{PAPER_RANGE[0]:g}, {PAPER_RANGE[1]:g}] GPa.",
