@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -51,4 +51,3 @@ def materialize(
                 progress(row + 1, len(table))
     table.write(out, microstructures=voxels)
     return out
-

@@ -19,7 +19,6 @@ exist when this was written.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import re
