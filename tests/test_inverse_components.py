@@ -16,14 +16,13 @@ from model_helpers import write_synthetic_dataset  # noqa: E402
 
 from vaereg_core.cli import main  # noqa: E402
 from vaereg_core.inverse.component_count import (  # noqa: E402
-    Posteriors,
     best_fits,
     component_study,
     fit_generator,
-    mean_kl,
     used_components,
     with_generator,
 )
+from vaereg_core.model.posteriors import Posteriors, mean_kl  # noqa: E402
 from vaereg_core.model.priors import gaussian_kl  # noqa: E402
 
 
@@ -101,7 +100,7 @@ def test_cli_evaluate_components_refuses_a_regression_only_model(tmp_path, capsy
 
 
 def test_cli_refit_prior_writes_a_model_whose_prior_fits_its_encoder_better(tmp_path, capsys):
-    from vaereg_core.inverse.component_count import encode_posteriors
+    from vaereg_core.model.posteriors import encode_posteriors
     from vaereg_core.model.evaluation import load_split
     from vaereg_core.model.inference import load_model
 

@@ -34,35 +34,11 @@ import torch
 from vaereg_core.model.checkpoint import ModelFile
 from vaereg_core.model.inference import LoadedModel
 from vaereg_core.model.networks import MixtureGenerator, VAERegression, glorot_init
+from vaereg_core.model.posteriors import Posteriors, mean_kl
 from vaereg_core.model.priors import prior_kl
 
 #: A component whose mean weight over the validation structures is below this is counted as unused.
 UNUSED_WEIGHT = 0.05
-
-
-@dataclass
-class Posteriors:
-    """Encoder posteriors q(z | x) of a set of structures and their standardised properties c."""
-
-    mean: torch.Tensor
-    log_var: torch.Tensor
-    c: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.mean.shape[0]
-
-
-def encode_posteriors(model: LoadedModel, voxels: np.ndarray, properties: np.ndarray) -> Posteriors:
-    """Encode structures (N, n, n, n) and standardise their properties (N, P) in GPa, in the model's order."""
-    mean, std = model.encode(voxels)
-    c = model.file.scaler.transform(torch.as_tensor(properties, dtype=torch.float32, device=model.device)).cpu()
-    return Posteriors(torch.as_tensor(mean), torch.as_tensor(2.0 * np.log(std)), c)
-
-
-def mean_kl(generator: torch.nn.Module, data: Posteriors) -> float:
-    """Mean KL term (the training loss's, eq. 3) of ``data`` under ``generator``'s prior."""
-    with torch.no_grad():
-        return float(prior_kl(data.mean, data.log_var, generator(data.c)).mean())
 
 
 def fit_generator(

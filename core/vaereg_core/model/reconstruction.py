@@ -18,6 +18,7 @@ import numpy as np
 
 from vaereg_core.descriptors import correlation_length, volume_fraction
 from vaereg_core.model.inference import LoadedModel
+from vaereg_core.model.posteriors import mean_kl, posteriors_of
 
 
 @dataclass(frozen=True)
@@ -84,29 +85,6 @@ def structure_errors(originals: np.ndarray, reconstructions: np.ndarray) -> tupl
     return np.abs(phi[:, 1] - phi[:, 0]), length_error
 
 
-def kl_to_prior(model: LoadedModel, means: np.ndarray, stds: np.ndarray, properties: np.ndarray) -> np.ndarray:
-    """Per structure, KL(q(z | x) || p(z | c)) in nats (the loss's term: closed form or the mixture approximation).
-
-    Parameters
-    ----------
-    model : LoadedModel
-    means, stds : (N, D) arrays
-        Posteriors from :meth:`LoadedModel.encode`.
-    properties : (N, P) array
-        The structures' properties in GPa, in the model's order.
-    """
-    import torch
-
-    from vaereg_core.model.priors import prior_kl
-
-    device = model.device
-    with torch.inference_mode():
-        c = model.file.scaler.transform(torch.as_tensor(properties, dtype=torch.float32, device=device))
-        mu = torch.as_tensor(means, dtype=torch.float32, device=device)
-        log_var = 2.0 * torch.log(torch.as_tensor(stds, dtype=torch.float32, device=device))
-        return prior_kl(mu, log_var, model.network.generator(c)).cpu().numpy()
-
-
 def reconstruction_quality(
     model: LoadedModel,
     voxels: np.ndarray,
@@ -149,7 +127,7 @@ def reconstruction_quality(
         stiffness_error=float(np.mean(errors)) if errors else float("nan"),
         count=len(voxels),
         physics_count=solved,
-        kl_to_prior=float(np.mean(kl_to_prior(model, means, stds, properties))),
+        kl_to_prior=mean_kl(model.network.generator, posteriors_of(model, means, stds, properties)),
         posterior_std=float(np.median(stds)),
     )
     return quality, reconstructions
