@@ -9,6 +9,7 @@ refitting of the prior (:mod:`vaereg_core.inverse.component_count`).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +46,9 @@ def encode_posteriors(model: LoadedModel, voxels: np.ndarray, properties: np.nda
 
 def kl_per_structure(generator: torch.nn.Module, data: Posteriors) -> torch.Tensor:
     """KL(q(z | x) || p(z | c)) in nats for each structure (N,), under ``generator``'s prior, on the CPU."""
-    device = next(generator.parameters()).device  # a loaded model's generator may sit on a GPU
+    # A loaded model's generator may sit on a GPU; the standard-normal prior has no weights to say where.
+    weights = next(itertools.chain(generator.parameters(), generator.buffers()), None)
+    device = weights.device if weights is not None else data.c.device
     with torch.no_grad():
         return prior_kl(data.mean.to(device), data.log_var.to(device), generator(data.c.to(device))).cpu()
 
