@@ -254,9 +254,9 @@ def _evaluate_components(args: argparse.Namespace) -> int:
 
     from vaereg_core.dataset.table import read_table
     from vaereg_core.inverse.component_count import best_fits, component_study, with_generator, write_component_report
-    from vaereg_core.model.posteriors import mean_kl
     from vaereg_core.inverse.evaluation import c11_targets, prior_candidates_experiment, summarise_candidates, test_split_targets, write_results
     from vaereg_core.model.evaluation import load_split
+    from vaereg_core.model.posteriors import mean_kl
 
     if min(args.components) < 1:
         raise ValueError("--components must be 1 or more")
@@ -305,10 +305,10 @@ def _encoded_splits(args: argparse.Namespace):
 
     Each split is capped at ``--max-structures``.
     """
-    from vaereg_core.model.posteriors import encode_posteriors
     from vaereg_core.model.config import ALL_PROPERTIES
     from vaereg_core.model.evaluation import load_split
     from vaereg_core.model.inference import load_model
+    from vaereg_core.model.posteriors import encode_posteriors
 
     model = load_model(args.model, args.device)
     if not model.is_generative:
@@ -323,8 +323,8 @@ def _refit_prior(args: argparse.Namespace) -> int:
     import torch
 
     from vaereg_core.inverse.component_count import best_fits, component_study, refitted_model_file
-    from vaereg_core.model.posteriors import mean_kl
     from vaereg_core.model.checkpoint import save_model
+    from vaereg_core.model.posteriors import mean_kl
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
