@@ -2,24 +2,30 @@
 
 Each command group lives in its own module with a ``register(subparsers)``
 function that adds its sub-commands; every sub-command stores its handler in
-``func`` and returns a process exit status. Errors this project raises on
-purpose (:class:`~vaereg_core.errors.VaeRegError`, or ``ValueError`` for an
-argument out of range) print one clear line and exit 2, never a traceback.
+``func`` and returns a process exit status. Options are checked when parsed
+(:mod:`vaereg_core.cli.arguments`); errors this project raises on purpose
+(:class:`~vaereg_core.errors.VaeRegError`, or ``ValueError`` for an argument
+out of range) and errors of the operating system (a full disk, a denied
+permission) print one clear line and exit 2, never a traceback. Anything else
+is a bug: one line asking for a report, exit 1 (``VAEREG_TRACEBACK=1`` shows it).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from vaereg_core import __version__
+from vaereg_core.cli.arguments import OneLineParser
 from vaereg_core.errors import VaeRegError
 
 COMMAND_MODULES = (
     "vaereg_core.cli.voxels",
     "vaereg_core.cli.dataset",
     "vaereg_core.cli.model",
+    "vaereg_core.cli.forward",
     "vaereg_core.cli.inverse",
     "vaereg_core.cli.physics",
 )
@@ -27,7 +33,7 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every registered command."""
-    parser = argparse.ArgumentParser(prog="vaereg", description="VAEReg Studio command line: microstructures, physics, models, inverse design.")
+    parser = OneLineParser(prog="vaereg", description="VAEReg Studio command line: microstructures, physics, models, inverse design.")
     parser.add_argument("--version", action="version", version=f"vaereg {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
@@ -35,18 +41,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_message(exc: OSError) -> str:
+    """``PATH: reason`` of an operating-system error."""
+    reason = exc.strerror or str(exc)
+    return f"{exc.filename}: {reason}" if exc.filename else reason
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vaereg`` console script."""
     args = build_parser().parse_args(argv)
+    prefix = f"vaereg {args.command}"
     try:
         return int(args.func(args) or 0)
     except (VaeRegError, ValueError) as exc:
         # ValueError: an out-of-range argument value caught by the library's own checks.
-        print(f"vaereg {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prefix}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{prefix}: error: {_os_message(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{prefix}: error: out of memory (try a smaller grid, or a machine with more memory)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"vaereg {args.command}: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last resort: a bug must still end in one line
+        if os.environ.get("VAEREG_TRACEBACK"):
+            raise
+        print(f"{prefix}: internal error: {type(exc).__name__}: {exc} (please report; VAEREG_TRACEBACK=1 shows where)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

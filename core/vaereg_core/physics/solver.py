@@ -32,6 +32,7 @@ import numpy as np
 from vaereg_core.errors import NotConvergedError, PhysicsError, SolverCancelled
 from vaereg_core.physics.backends import GatherOperator, Operator, SpectralOperator, make_lib
 from vaereg_core.physics.elements import DISCRETIZATIONS, element, inverse_symbol, stiffness_symbol
+from vaereg_core.physics.memory import check_solve_memory
 from vaereg_core.physics.phases import DEFAULT_HARD, DEFAULT_SOFT, Phase
 
 LOAD_CASES: tuple[str, ...] = ("e11", "e22", "e33", "e23", "e13", "e12")
@@ -388,6 +389,7 @@ def homogenize_batch(
     cancel: Callable[[], bool] | None = None,
     workers: int | None = None,
     operator: str | None = None,
+    max_memory: float | None = None,
 ) -> list[HomogenizationResult]:
     """Effective stiffness of a stack of structures of one shape, solved as one batch.
 
@@ -416,6 +418,10 @@ def homogenize_batch(
     cases = 3 if constants == "normal" else 6
     names = LOAD_CASES[:cases]
     shape = structures.shape[1:]
+    check_solve_memory(
+        shape, structures=len(structures), cases=cases, backend=backend_name, discretization=discretization, dtype=dtype,
+        device=device_name, max_gb=max_memory,
+    )
     el = element(discretization)
     lam0, mu0 = reference_medium(hard, soft, method)
     green = inverse_symbol(stiffness_symbol(el, lam0, mu0, shape))
@@ -435,6 +441,9 @@ def homogenize_batch(
     stress = be.mean_stress(u, strains)
     work = be.work_bytes()
     be.release()
+    if not np.all(np.isfinite(stress)):
+        # A converged residual with a non-finite stress is an overflow, never a stiffness to report.
+        raise PhysicsError("the solver produced a non-finite stress (NaN or infinity); the result is unusable")
     seconds = (time.perf_counter() - start) / len(structures)
 
     results = []
@@ -491,6 +500,7 @@ def homogenize(
     cancel: Callable[[], bool] | None = None,
     workers: int | None = None,
     operator: str | None = None,
+    max_memory: float | None = None,
 ) -> HomogenizationResult:
     """Effective elastic stiffness (GPa) of a periodic two-phase voxel structure.
 
@@ -522,10 +532,22 @@ def homogenize(
         FFT threads of the numpy backend (default: all cores of this process).
     operator : {"spectral", "gather"}, optional
         Force the operator form (for cross-checks; see :func:`make_operator`).
+    max_memory : float, optional
+        Memory limit in GB for the estimate checked before the solve
+        (:mod:`vaereg_core.physics.memory`); default ``$VAEREG_MAX_MEMORY_GB`` or
+        the memory available.
 
     Returns
     -------
     HomogenizationResult
+
+    Raises
+    ------
+    PhysicsError
+        For invalid input, or a non-finite result; :class:`~vaereg_core.errors.NotConvergedError`
+        at the iteration limit.
+    MemoryBudgetError
+        If the solve's estimated memory exceeds the limit (see ``max_memory``).
 
     Examples
     --------
@@ -550,4 +572,5 @@ def homogenize(
         cancel=cancel,
         workers=workers,
         operator=operator,
+        max_memory=max_memory,
     )[0]
