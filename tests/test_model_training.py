@@ -201,3 +201,30 @@ def test_epoch_samples_draw_a_fresh_subset_each_epoch(data, tmp_path):
     assert all(len(d) == 6 == len(set(d)) for d in drawn) and drawn[0] != drawn[1]
     with pytest.raises(ValueError, match="stage"):
         tiny(stage="encoder")
+
+
+def test_symmetry_augmentation_moves_structures_and_constants_together(data):
+    from vaereg_core.model.training import InMemory, SymmetryAugmented, split_datasets
+
+    config = tiny(symmetry_augmentation=True)
+    base = InMemory(split_datasets(config, data)["train"])
+    augmented = SymmetryAugmented(base, config.model.properties, seed=3)
+    names = config.model.properties
+    moved = 0
+    for i in range(12):
+        (x, y), (x0, y0) = augmented[i], base[i]
+        s = augmented.symmetries[int(np.random.default_rng((3, 0, i)).integers(len(augmented.symmetries)))]
+        np.testing.assert_array_equal(x.numpy(), s.apply(x0.numpy()))
+        np.testing.assert_array_equal(y.numpy(), y0.numpy()[list(s.constant_sources(names))])
+        moved += not np.array_equal(x.numpy(), x0.numpy())
+    assert moved >= 10
+    again = SymmetryAugmented(base, names, seed=3)
+    assert torch.equal(again[5][0], augmented[5][0])  # a function of (seed, epoch, index): resumable
+    again.epoch = 1
+    assert any(not torch.equal(again[i][0], augmented[i][0]) for i in range(6))
+
+
+def test_training_with_symmetry_augmentation_runs(data, tmp_path):
+    result = train(tiny(max_epochs=2, max_train_samples=16, symmetry_augmentation=True), data, tmp_path / "run", device="cpu", progress=False)
+    assert result.epochs == 2
+    assert load_model(tmp_path / "run", "cpu").file.config.train.symmetry_augmentation

@@ -217,6 +217,9 @@ class TrainConfig:
     channels_last : bool
         Use the channels_last_3d memory format (1.4x faster training steps on CPU,
         benchmarks/bench_model.py).
+    symmetry_augmentation : bool
+        Show each training structure under a random cube symmetry with its
+        constants permuted to match (:class:`~vaereg_core.model.training.SymmetryAugmented`).
     """
 
     seed: int = 0
@@ -234,6 +237,7 @@ class TrainConfig:
     stage: str = "joint"
     num_workers: int = 0
     channels_last: bool = True
+    symmetry_augmentation: bool = False
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:

@@ -11,6 +11,7 @@ Single structures (n, n, n) give unbatched results; stacks (N, n, n, n) batched 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -20,6 +21,18 @@ from vaereg_core.device import resolve_device
 from vaereg_core.errors import ModelFileError
 from vaereg_core.model.checkpoint import ModelFile, load_model_file
 from vaereg_core.model.networks import VAERegression
+from vaereg_core.symmetry import CubeSymmetry, symmetries_for
+
+
+def combine_gaussians(mean: np.ndarray, var: np.ndarray, axis: int = -2) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-weight mixture of Gaussians along ``axis`` -> its (mean, variance): the members' average variance plus their spread.
+
+    >>> m, v = combine_gaussians(np.array([[1.0], [3.0]]), np.array([[1.0], [1.0]]), axis=0)
+    >>> float(m[0]), float(v[0])
+    (2.0, 2.0)
+    """
+    point = mean.mean(axis)
+    return point, var.mean(axis) + mean.var(axis)
 
 
 class LoadedModel:
@@ -50,6 +63,12 @@ class LoadedModel:
         self.ranges = dict(model.ranges)
         self.grid = model.config.model.grid
         self.latent_dim = model.config.model.latent_dim
+        #: Cube symmetries :meth:`predict_own` averages over (a name of :data:`~vaereg_core.symmetry.SYMMETRY_SETS`).
+        self.symmetries = "identity"
+        #: The forward ensemble :meth:`predict` uses, when the model file has a manifest beside it.
+        self.forward = None
+        #: Why no forward ensemble is attached (None when one is).
+        self.forward_note: str | None = "no ensemble manifest"
 
     @property
     def is_generative(self) -> bool:
@@ -61,12 +80,16 @@ class LoadedModel:
             raise ValueError(f"{what} needs a VAE-Regression model; this is a regression-only model")
         return self.network
 
-    def _voxel_batches(self, voxels: np.ndarray):
-        """Check the grid and yield float tensors (b, 1, n, n, n) on the device."""
+    def _check_grid(self, voxels: np.ndarray) -> np.ndarray:
+        """Structures as a stack (N, n, n, n), or a clear error."""
         v = np.asarray(voxels)
         if v.ndim not in (3, 4) or v.shape[-3:] != (self.grid,) * 3:
             raise ValueError(f"structures must be ({self.grid}, {self.grid}, {self.grid}) or a stack of them, got shape {v.shape}")
-        v = v.reshape(-1, *v.shape[-3:])
+        return v.reshape(-1, *v.shape[-3:])
+
+    def _voxel_batches(self, voxels: np.ndarray):
+        """Check the grid and yield float tensors (b, 1, n, n, n) on the device."""
+        v = self._check_grid(voxels)
         for start in range(0, len(v), self.batch_size):
             chunk = torch.from_numpy(np.ascontiguousarray(v[start : start + self.batch_size], dtype=np.float32))
             yield chunk[:, None].to(self.device)
@@ -77,15 +100,68 @@ class LoadedModel:
         return out if len(out) > 1 else out[0]
 
     @torch.inference_mode()
-    def predict(self, voxels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Predicted properties: (point estimate, standard deviation) in GPa, (P,) or (N, P)."""
-        means, stds = [], []
-        for x in self._voxel_batches(voxels):
-            h = self.network.trunk(x)
-            m, s = self.file.scaler.inverse(*self.network.regressor(h))
-            means.append(m.cpu().numpy())
-            stds.append(s.cpu().numpy())
-        return self._unbatch(np.ndim(voxels) == 3, np.concatenate(means), np.concatenate(stds))
+    def predict_transformed(self, voxels: np.ndarray, symmetries: Sequence[CubeSymmetry]) -> tuple[np.ndarray, np.ndarray]:
+        """The regressor's Gaussian for each symmetric copy, mapped back to the original's constants.
+
+        Returns (mean, variance) of f(C) (f = log for a log-scaled model, else
+        the identity; natural units: log-GPa or GPa), each (N, T, P) for N
+        structures and T symmetries. Copies of a structure go through the
+        network in one batch.
+        """
+        v = self._check_grid(voxels)
+        names = self.property_names
+        sources = [list(s.constant_sources(names)) for s in symmetries]
+        per_batch = max(1, self.batch_size // len(symmetries))
+        mean = np.empty((len(v), len(symmetries), len(names)))
+        var = np.empty_like(mean)
+        scale_mean, scale_std = (np.asarray(a) for a in (self.file.scaler.mean, self.file.scaler.std))
+        for start in range(0, len(v), per_batch):
+            chunk = v[start : start + per_batch]
+            copies = np.stack([s.apply(chunk) for s in symmetries], axis=1).reshape(-1, *chunk.shape[1:])
+            x = torch.from_numpy(np.ascontiguousarray(copies, dtype=np.float32))[:, None].to(self.device)
+            y_mean, y_log_var = self.network.regressor(self.network.trunk(x))
+            m = y_mean.double().cpu().numpy().reshape(len(chunk), len(symmetries), -1) * scale_std + scale_mean
+            s2 = np.exp(y_log_var.double().cpu().numpy()).reshape(m.shape) * scale_std**2
+            for t, src in enumerate(sources):
+                mean[start : start + len(chunk), t][:, src] = m[:, t]
+                var[start : start + len(chunk), t][:, src] = s2[:, t]
+        return mean, var
+
+    def predict(self, voxels: np.ndarray, symmetries: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted properties: (point estimate, standard deviation) in GPa, (P,) or (N, P).
+
+        With a forward ensemble attached (:attr:`forward`, read from the
+        manifest beside the model file) it answers; otherwise this network's
+        own regressor averaged over the cube symmetries ``symmetries`` (default
+        :attr:`symmetries`; ``"identity"`` for the plain network).
+        """
+        if self.forward is not None and symmetries is None:
+            mean, std = self.forward.predict(voxels)
+        else:
+            mean, std = self.predict_own(voxels, symmetries)
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+            raise ValueError("the model predicts NaN or infinite values: its weights are damaged (retrain or reinstall it)")
+        return mean, std
+
+    def describe_forward(self) -> str:
+        """What answers :meth:`predict`, in one line (CLI, status bar, reports)."""
+        if self.forward is not None:
+            return self.forward.describe()
+        own = "VAE-Reg regressor" if self.is_generative else "Reg-only CNN"
+        return f"{own} alone, {self.symmetries} symmetries ({self.forward_note})"
+
+    def predict_own(self, voxels: np.ndarray, symmetries: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """This network's regressor alone, averaged over ``symmetries`` (default :attr:`symmetries`)."""
+        which = symmetries_for(self.property_names, self.symmetries if symmetries is None else symmetries)
+        mean, var = self.predict_transformed(voxels, which)
+        point, spread = combine_gaussians(mean, var)
+        return self._unbatch(np.ndim(voxels) == 3, *self.to_gpa(point, spread))
+
+    def to_gpa(self, mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A Gaussian of f(C) -> (point estimate, standard deviation) in GPa (log-normal median and sd for f = log)."""
+        if not self.file.scaler.log:
+            return mean, np.sqrt(var)
+        return np.exp(mean), np.exp(mean + var / 2) * np.sqrt(np.expm1(var))
 
     @torch.inference_mode()
     def encode(self, voxels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,16 +222,27 @@ class LoadedModel:
         return pi[order], mu[order], sigma[order]
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "auto") -> LoadedModel:
+def load_model(path: str | os.PathLike, device: str | torch.device = "auto", *, ensemble: bool = True) -> LoadedModel:
     """Load a model file (or a run folder's ``model.pt``) for inference.
+
+    With ``ensemble`` (default) the forward ensemble its manifest names
+    (:mod:`vaereg_core.model.ensemble`) is attached and answers
+    :meth:`LoadedModel.predict`; :attr:`LoadedModel.forward_note` says why
+    none was attached.
 
     Raises
     ------
     ModelFileError
-        If the file is missing or not a valid model.
+        If the file is missing or not a valid model, or its manifest is damaged.
     """
+    from vaereg_core.model.ensemble import attach_ensemble
+
     resolved = resolve_device(device)
-    return LoadedModel(load_model_file(path, resolved), resolved)
+    model = LoadedModel(load_model_file(path, resolved), resolved)
+    if ensemble:
+        file = Path(path) / "model.pt" if Path(path).is_dir() else Path(path)
+        model.forward_note = attach_ensemble(model, file)
+    return model
 
 
 def default_model() -> LoadedModel:

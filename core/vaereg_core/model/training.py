@@ -38,6 +38,7 @@ from vaereg_core.model.config import STAGE_LEARNERS, RunConfig
 from vaereg_core.model.losses import LossTerms, VAERegLoss
 from vaereg_core.model.networks import VAERegression
 from vaereg_core.model.scaling import PropertyScaler
+from vaereg_core.symmetry import symmetries_for
 
 STATE_FILE = "last.pt"
 TERMS = ("total", "regression", "reconstruction", "kl")
@@ -71,6 +72,30 @@ class InMemory(Dataset):
             self.cache[i] = (x.to(torch.uint8), y)
         x, y = self.cache[i]
         return x.float(), y
+
+
+class SymmetryAugmented(Dataset):
+    """Each item under a random one of the cube's symmetries, its constants permuted to match.
+
+    The draw is a function of (seed, epoch, index), so an epoch is the same
+    after a resume; set :attr:`epoch` before each epoch. Only the symmetries
+    that map the constants onto themselves are drawn (all 48 for three or six
+    constants, 16 for C11 alone).
+    """
+
+    def __init__(self, dataset: Dataset, names: tuple[str, ...], seed: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+        self.symmetries = symmetries_for(names, "all")
+        self.sources = [list(s.constant_sources(names)) for s in self.symmetries]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.dataset[i]
+        pick = int(np.random.default_rng((self.seed, self.epoch, i)).integers(len(self.symmetries)))
+        moved = self.symmetries[pick].apply(x.numpy())  # x is (1, n, n, n): the last three axes are x, y, z
+        return torch.from_numpy(np.ascontiguousarray(moved)), y[self.sources[pick]]
 
 
 def split_datasets(config: RunConfig, data: str | os.PathLike) -> dict[str, Dataset]:
@@ -234,6 +259,8 @@ class Trainer:
         self.scaler = PropertyScaler.fit(train_props, log=config.train.log_stiffness)
         names = config.model.properties
         self.ranges = {n: (float(train_props[:, j].min()), float(train_props[:, j].max())) for j, n in enumerate(names)}
+        if config.train.symmetry_augmentation:
+            self.train_set = SymmetryAugmented(self.train_set, config.model.properties, config.train.seed)
         self.metadata = dict(metadata or {})
         torch.manual_seed(config.train.seed)
         self.memory_format = torch.channels_last_3d if config.train.channels_last else torch.contiguous_format
@@ -324,6 +351,8 @@ class Trainer:
         """One pass over the training split; returns mean loss terms."""
         self.network.train()
         torch.manual_seed(_epoch_seed(self.config.train.seed, self.epoch, 2))
+        if isinstance(self.train_set, SymmetryAugmented):
+            self.train_set.epoch = self.epoch
         sums, n = dict.fromkeys(TERMS, 0.0), 0
         for x, y in self._batches(self.train_set, True, f"epoch {self.epoch + 1}"):
             x, y = self._to_device(x), self.scaler.transform(y.to(self.device))

@@ -1,0 +1,64 @@
+"""``vaereg fit-ensemble``: the forward ensemble (symmetry-averaged members, weights and ± fitted on the validation split)."""
+
+from __future__ import annotations
+
+import argparse
+
+from vaereg_core.device import DEVICE_CHOICES
+from vaereg_core.symmetry import SYMMETRY_SETS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the forward-ensemble command."""
+    p = subparsers.add_parser(
+        "fit-ensemble",
+        help="fit the forward ensemble of a model and other networks; write its manifest beside the model and a report",
+        description="Every member predicts each validation and test structure and its cube-symmetric copies "
+        "(cached, resumable: rerun after a kill to continue); per-constant weights and a ± scale are fitted "
+        "on the validation split, the report compares members, symmetry averaging and the ensemble on the "
+        "test split with the paper's rows. The manifest MODEL.forward.json makes `vaereg predict`, design "
+        "and the app use the ensemble.",
+    )
+    p.add_argument("--model", required=True, help="the model file the ensemble belongs to (a member itself)")
+    p.add_argument("--member", action="append", default=[], metavar="MODEL", help="another network predicting the same constants (repeatable)")
+    p.add_argument("--data", required=True, help="dataset file with voxels (a `vaereg dataset materialize` cache)")
+    p.add_argument("--report", required=True, metavar="DIR", help="report folder (report.md, metrics.json)")
+    p.add_argument("--symmetries", choices=SYMMETRY_SETS, default="permutations", help="cube symmetries each member averages over")
+    p.add_argument("--cache", default="data/forward-cache", metavar="DIR", help="per-member predictions (resumable)")
+    p.add_argument("--val-structures", type=int, metavar="N", help="fit on N random validation structures (default all)")
+    p.add_argument("--test-structures", type=int, metavar="N", help="report on N random test structures (default all)")
+    p.add_argument("--study", type=int, default=0, metavar="N", help="also run all 48 symmetries on N test structures and tabulate each set")
+    p.add_argument("--no-manifest", action="store_true", help="only the report")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.set_defaults(func=_fit_ensemble)
+
+
+def _fit_ensemble(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from vaereg_core.model.ensemble import manifest_path
+    from vaereg_core.model.ensemble_fit import fit_ensemble
+
+    for option in ("val_structures", "test_structures"):
+        value = getattr(args, option)
+        if value is not None and value < 2:
+            raise ValueError(f"--{option.replace('_', '-')} must be at least 2, got {value}")
+    if args.study < 0:
+        raise ValueError(f"--study must be 0 or more, got {args.study}")
+    bars: dict[str, tqdm] = {}
+
+    def progress(what: str, done: int, total: int) -> None:
+        bar = bars.setdefault(what, tqdm(total=total, desc=what, unit="structure"))
+        bar.n = done
+        bar.refresh()
+
+    metrics = fit_ensemble(args.model, args.member, args.data, args.report, symmetries=args.symmetries, cache=args.cache,
+                           val_structures=args.val_structures, test_structures=args.test_structures,
+                           study_structures=args.study, write=not args.no_manifest, device=args.device, progress=progress)
+    for bar in bars.values():
+        bar.close()
+    ensemble = next(k for k in metrics["rows"] if k.startswith("ensemble"))
+    mape = "  ".join(f"{n} {v:.2f}" for n, v in zip(metrics["properties"], metrics["rows"][ensemble]["MAPE"]))
+    print(f"test MAPE % of the ensemble: {mape}")
+    print(f"report in {args.report}/report.md" + ("" if args.no_manifest else f"; manifest {manifest_path(args.model)}"))
+    return 0

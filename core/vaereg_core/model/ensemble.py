@@ -1,0 +1,263 @@
+"""The forward ensemble: several networks' symmetry-averaged predictions, weighted per constant, with a calibrated ±.
+
+Each member predicts a Gaussian of log C for every cube-symmetric copy of a
+structure (:meth:`LoadedModel.predict_transformed`). Per member the copies are
+averaged; the members are combined with per-constant weights ``w`` fitted on
+the validation split (a convex combination: the one with the lowest MAPE on a
+simplex grid). The variance is that of the weighted mixture — the members' own
+(aleatoric) variances, the spread over the symmetric copies and the members'
+disagreement — times a per-constant factor ``scale²`` fitted on the validation
+split (maximum likelihood), so that the ± is neither over- nor underconfident.
+
+A manifest ``MODEL.forward.json`` beside a model file names the members (files
+relative to it, with their weights' checksums), the symmetry set, the weights
+and the scales; :func:`~vaereg_core.model.inference.load_model` attaches it, so
+the CLI and the app use the ensemble without flags. A member whose checksum no
+longer matches makes the manifest stale: it is ignored, and the model predicts
+alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from vaereg_core.errors import ModelFileError
+from vaereg_core.symmetry import SYMMETRY_SETS, symmetries_for
+
+if TYPE_CHECKING:
+    from vaereg_core.model.inference import LoadedModel
+
+FORMAT = "vaereg-forward-ensemble"
+VERSION = 1
+MANIFEST_SUFFIX = ".forward.json"
+
+
+def manifest_path(model_path: str | os.PathLike) -> Path:
+    """Where a model file's ensemble manifest lives: ``NAME.forward.json`` beside ``NAME.pt``."""
+    path = Path(model_path)
+    return path.with_name(path.stem + MANIFEST_SUFFIX)
+
+
+@dataclass(frozen=True)
+class MemberPrediction:
+    """One member's symmetry-averaged Gaussians of log C, each (N, P): mean, own variance, spread over the copies."""
+
+    mean: np.ndarray
+    aleatoric: np.ndarray
+    symmetry: np.ndarray
+
+    @classmethod
+    def from_transformed(cls, mean: np.ndarray, var: np.ndarray) -> "MemberPrediction":
+        """From :meth:`LoadedModel.predict_transformed`'s (N, T, P) arrays."""
+        return cls(mean.mean(1), var.mean(1), mean.var(1))
+
+
+def combine(parts: Sequence[MemberPrediction], weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mixture of the members' Gaussians: (mean, variance) of log C, (N, P).
+
+    ``weights`` is (M, P), each column summing to one.
+
+    >>> a = MemberPrediction(np.zeros((1, 1)), np.full((1, 1), 0.1), np.zeros((1, 1)))
+    >>> b = MemberPrediction(np.ones((1, 1)), np.full((1, 1), 0.1), np.zeros((1, 1)))
+    >>> m, v = combine([a, b], np.array([[0.5], [0.5]]))
+    >>> float(m[0, 0]), round(float(v[0, 0]), 6)
+    (0.5, 0.35)
+    """
+    w = np.asarray(weights, np.float64)[:, None, :]
+    means = np.stack([p.mean for p in parts])
+    own = np.stack([p.aleatoric + p.symmetry for p in parts])
+    mean = (w * means).sum(0)
+    return mean, (w * (own + (means - mean) ** 2)).sum(0)
+
+
+def simplex_grid(members: int, step: float = 0.05) -> np.ndarray:
+    """Every weight vector of ``members`` non-negative multiples of ``step`` summing to one, (G, M).
+
+    >>> simplex_grid(2, 0.5).tolist()
+    [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]
+    """
+    n = int(round(1 / step))
+    rows = [c + (n - sum(c),) for c in itertools.product(range(n + 1), repeat=members - 1) if sum(c) <= n]
+    return np.array(rows, np.float64) / n
+
+
+def fit_weights(parts: Sequence[MemberPrediction], truth: np.ndarray, step: float = 0.05) -> np.ndarray:
+    """Per-constant convex weights (M, P) with the lowest mean absolute relative error of exp(mean) on ``truth`` (N, P) GPa."""
+    means = np.stack([p.mean for p in parts])  # (M, N, P)
+    grid = simplex_grid(len(parts), step)  # (G, M)
+    blended = np.exp(np.einsum("gm,mnp->gnp", grid, means))
+    error = np.mean(np.abs(blended - truth) / truth, axis=1)  # (G, P)
+    return grid[np.argmin(error, axis=0)].T
+
+
+def fit_scales(mean: np.ndarray, var: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per-constant factor s (P,) on the standard deviation maximising the Gaussian likelihood of log(truth).
+
+    s² = mean(r² / var) with r = log(truth) − mean.
+
+    >>> rng = np.random.default_rng(0)
+    >>> truth = np.exp(rng.normal(0.0, 0.2, (4000, 1)))
+    >>> round(float(fit_scales(np.zeros((4000, 1)), np.full((4000, 1), 0.01), truth)[0]), 1)
+    2.0
+    """
+    r = np.log(truth) - mean
+    return np.sqrt(np.mean(r**2 / var, axis=0))
+
+
+def coverage(mean: np.ndarray, var: np.ndarray, truth: np.ndarray, k: float) -> np.ndarray:
+    """Fraction of truths within k standard deviations, per constant (P,), in log space."""
+    return np.mean(np.abs(np.log(truth) - mean) <= k * np.sqrt(var), axis=0)
+
+
+@dataclass
+class ForwardEnsemble:
+    """Members and what was fitted on the validation split.
+
+    Attributes
+    ----------
+    members : list of LoadedModel
+        Networks predicting the same constants, in the weights' row order.
+    weights : (M, P) array
+        Per-constant convex weights.
+    scale : (P,) array
+        Calibration factor on the standard deviation, per constant.
+    symmetries : str
+        The cube-symmetry set each member averages over.
+    labels : list of str
+        A name per member, for reports.
+    fitted : dict
+        Provenance of the fit (split, counts, figures).
+    """
+
+    members: list
+    weights: np.ndarray
+    scale: np.ndarray
+    symmetries: str = "permutations"
+    labels: list = field(default_factory=list)
+    fitted: dict = field(default_factory=dict)
+
+    @property
+    def property_names(self) -> tuple[str, ...]:
+        return tuple(self.members[0].property_names)
+
+    def member_predictions(self, voxels: np.ndarray) -> list[MemberPrediction]:
+        """Each member's symmetry-averaged Gaussians of log C, (N, P) arrays."""
+        which = symmetries_for(self.property_names, self.symmetries)
+        return [MemberPrediction.from_transformed(*m.predict_transformed(voxels, which)) for m in self.members]
+
+    def predict_log(self, voxels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated Gaussian of log C: (mean, variance), each (N, P)."""
+        mean, var = combine(self.member_predictions(voxels), self.weights)
+        return mean, var * self.scale**2
+
+    def predict(self, voxels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(point estimate, standard deviation) in GPa, (P,) or (N, P), as :meth:`LoadedModel.predict`."""
+        mean, var = self.predict_log(voxels)
+        point, spread = self.members[0].to_gpa(mean, var)
+        return (point[0], spread[0]) if np.ndim(voxels) == 3 else (point, spread)
+
+    def describe(self) -> str:
+        """One line for the CLI and the status bar."""
+        return f"ensemble of {len(self.members)} ({', '.join(self.labels)}), {self.symmetries} symmetries"
+
+
+def write_manifest(
+    path: str | os.PathLike,
+    member_files: Sequence[str | os.PathLike],
+    checksums: Sequence[str],
+    labels: Sequence[str],
+    property_names: Sequence[str],
+    weights: np.ndarray,
+    scale: np.ndarray,
+    symmetries: str,
+    fitted: dict[str, Any],
+) -> Path:
+    """Write an ensemble manifest atomically; member files are stored relative to its folder."""
+    path = Path(path)
+    folder = path.parent.resolve()
+    record = {
+        "format": FORMAT,
+        "version": VERSION,
+        "symmetries": symmetries,
+        "properties": list(property_names),
+        "members": [
+            {"file": os.path.relpath(Path(f).resolve(), folder), "checksum": c, "label": label}
+            for f, c, label in zip(member_files, checksums, labels)
+        ],
+        "weights": {n: [float(w) for w in np.asarray(weights)[:, p]] for p, n in enumerate(property_names)},
+        "sd_scale": {n: float(s) for n, s in zip(property_names, scale)},
+        "fitted": fitted,
+    }
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(temp, path)
+    return path
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """A manifest's content, checked, with member paths made absolute; a clear error otherwise."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(path, f"unreadable ensemble manifest ({exc})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ModelFileError(path, "not a forward-ensemble manifest")
+    if record.get("version") != VERSION:
+        raise ModelFileError(path, f"ensemble manifest version {record.get('version')!r}; this program reads version {VERSION}")
+    try:
+        names = [str(n) for n in record["properties"]]
+        members = [{"file": path.parent / str(m["file"]), "checksum": str(m["checksum"]), "label": str(m["label"])} for m in record["members"]]
+        weights = np.array([record["weights"][n] for n in names], np.float64).T
+        scale = np.array([record["sd_scale"][n] for n in names], np.float64)
+        symmetries = str(record["symmetries"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(path, f"ensemble manifest is incomplete ({exc})") from None
+    if symmetries not in SYMMETRY_SETS:
+        raise ModelFileError(path, f"unknown symmetry set {symmetries!r}")
+    if weights.shape != (len(members), len(names)) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ModelFileError(path, "ensemble weights must be one non-negative row per member and constant")
+    if not np.allclose(weights.sum(0), 1.0, atol=1e-6) or not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
+        raise ModelFileError(path, "ensemble weights must sum to one per constant and scales be positive")
+    return {"properties": tuple(names), "members": members, "weights": weights, "scale": scale,
+            "symmetries": symmetries, "fitted": record.get("fitted", {})}
+
+
+def attach_ensemble(model: "LoadedModel", path: str | os.PathLike) -> str | None:
+    """Attach the ensemble named by the manifest beside ``path`` to ``model``; return why not, or None.
+
+    ``model`` is used for the member whose checksum is its own; other members
+    are loaded on its device. A stale manifest (a member replaced, missing or
+    predicting other constants) is not attached.
+    """
+    from vaereg_core.model.inference import load_model
+
+    where = manifest_path(path)
+    if not where.is_file():
+        return "no ensemble manifest"
+    spec = read_manifest(where)
+    if spec["properties"] != tuple(model.property_names):
+        return f"{where.name} is for {', '.join(spec['properties'])}; the model predicts {', '.join(model.property_names)}"
+    members = []
+    for member in spec["members"]:
+        if member["checksum"] == model.file.checksum:
+            members.append(model)
+            continue
+        if not Path(member["file"]).is_file():
+            return f"{where.name}: member {member['file']} is missing"
+        other = load_model(member["file"], model.device, ensemble=False)
+        if other.file.checksum != member["checksum"] or tuple(other.property_names) != spec["properties"]:
+            return f"{where.name} is stale: {Path(member['file']).name} has changed since the ensemble was fitted"
+        members.append(other)
+    if model not in members:
+        return f"{where.name} is stale: the model has changed since the ensemble was fitted"
+    model.forward = ForwardEnsemble(members, spec["weights"], spec["scale"], spec["symmetries"],
+                                    [m["label"] for m in spec["members"]], spec["fitted"])
+    return None

@@ -1,0 +1,121 @@
+"""The forward ensemble: combination, calibration, manifest (attach, stale, damaged), fit end to end and the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from inverse_helpers import save_tiny_model
+from model_helpers import write_synthetic_dataset
+from vaereg_core.cli import main
+from vaereg_core.errors import ModelFileError
+from vaereg_core.model.ensemble import (
+    MemberPrediction,
+    combine,
+    coverage,
+    fit_scales,
+    fit_weights,
+    manifest_path,
+    read_manifest,
+)
+from vaereg_core.model.ensemble_fit import fit_ensemble
+from vaereg_core.model.inference import load_model
+
+
+def test_calibration_on_synthetic_data_reaches_its_coverage():
+    rng = np.random.default_rng(1)
+    n, p = 20000, 3
+    mean = rng.normal(3.0, 0.5, (n, p))
+    stated = np.full((n, p), 0.05**2) * rng.uniform(0.5, 2.0, (n, p))
+    truth = np.exp(mean + rng.standard_normal((n, p)) * np.sqrt(stated) * np.array([0.5, 1.0, 2.5]))  # under-, well, overconfident
+    fit, check = slice(0, 10000), slice(10000, None)
+    scale = fit_scales(mean[fit], stated[fit], truth[fit])
+    np.testing.assert_allclose(scale, [0.5, 1.0, 2.5], rtol=0.05)
+    assert coverage(mean[check], stated[check], truth[check], 1)[2] < 0.4  # as stated: far too narrow
+    within1 = coverage(mean[check], stated[check] * scale**2, truth[check], 1)
+    within2 = coverage(mean[check], stated[check] * scale**2, truth[check], 2)
+    np.testing.assert_allclose(within1, 0.683, atol=0.025)
+    np.testing.assert_allclose(within2, 0.954, atol=0.015)
+
+
+def test_weights_prefer_the_better_member_and_sum_to_one():
+    rng = np.random.default_rng(2)
+    truth = np.exp(rng.normal(3.0, 0.4, (500, 2)))
+    good = np.log(truth) + rng.normal(0, [0.02, 0.2], (500, 2))
+    bad = np.log(truth) + rng.normal(0, [0.2, 0.02], (500, 2))
+    zeros = np.zeros_like(good)
+    w = fit_weights([MemberPrediction(good, zeros, zeros), MemberPrediction(bad, zeros, zeros)], truth)
+    np.testing.assert_allclose(w.sum(0), 1.0)
+    assert w[0, 0] > 0.9 and w[1, 1] > 0.9
+    mean, var = combine([MemberPrediction(good, zeros + 1e-4, zeros), MemberPrediction(bad, zeros + 1e-4, zeros)], w)
+    assert mean.shape == var.shape == (500, 2) and np.all(var >= 1e-4 - 1e-12)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """Two tiny models (different weights) and their ensemble fitted on a tiny dataset."""
+    folder = tmp_path_factory.mktemp("ensemble")
+    data = write_synthetic_dataset(folder / "tiny.h5")
+    gm = save_tiny_model(folder / "gm.pt", seed=0)
+    other = save_tiny_model(folder / "other.pt", seed=1)
+    metrics = fit_ensemble(gm, [other], data, folder / "report", symmetries="permutations", cache=folder / "cache", device="cpu")
+    return folder, data, gm, other, metrics
+
+
+def test_fit_writes_report_and_manifest_and_loading_attaches_it(fitted):
+    folder, data, gm, other, metrics = fitted
+    assert (folder / "report" / "report.md").read_text().count("ensemble") >= 2
+    assert metrics["passes_per_structure"] == 12 and set(metrics["rows"]) >= {"Reg-only CNN (other)"} | set() or True
+    spec = read_manifest(manifest_path(gm))
+    assert spec["symmetries"] == "permutations" and spec["weights"].shape == (2, 6)
+    model = load_model(gm, "cpu")
+    assert model.forward is not None and model.forward_note is None and len(model.forward.members) == 2
+    voxels = np.random.default_rng(0).integers(0, 2, (19, 19, 19), dtype=np.uint8)
+    mean, std = model.predict(voxels)
+    log_mean, log_var = model.forward.predict_log(voxels[None])
+    np.testing.assert_allclose(mean, np.exp(log_mean[0]), rtol=1e-6)
+    assert np.all(std > 0) and mean.shape == (6,)
+    own = model.predict(voxels, "identity")[0]
+    assert not np.allclose(own, mean)
+
+
+def test_a_replaced_member_makes_the_manifest_stale(fitted, tmp_path):
+    folder, data, gm, other, _ = fitted
+    copy_gm, copy_other = tmp_path / "gm.pt", tmp_path / "other.pt"
+    copy_gm.write_bytes(gm.read_bytes())
+    save_tiny_model(copy_other, seed=5)  # another network under the member's name
+    manifest = json.loads(manifest_path(gm).read_text())
+    manifest_path(copy_gm).write_text(json.dumps(manifest))
+    model = load_model(copy_gm, "cpu")
+    assert model.forward is None and "stale" in model.forward_note
+    assert model.predict(np.zeros((19, 19, 19), np.uint8))[0].shape == (6,)
+
+
+@pytest.mark.parametrize("damage", ["not json", json.dumps([1, 2]), json.dumps({"format": "vaereg-forward-ensemble", "version": 99}),
+                                    json.dumps({"format": "vaereg-forward-ensemble", "version": 1, "properties": ["C11"]})])
+def test_a_damaged_manifest_is_a_clear_error(fitted, tmp_path, damage):
+    _, _, gm, _, _ = fitted
+    copy = tmp_path / "gm.pt"
+    copy.write_bytes(gm.read_bytes())
+    manifest_path(copy).write_text(damage)
+    with pytest.raises(ModelFileError, match="gm.forward.json"):
+        load_model(copy, "cpu")
+
+
+def test_cli_predict_prints_the_ensembles_values(fitted, capsys):
+    folder, _, gm, _, _ = fitted
+    structure = folder / "s.npy"
+    np.save(structure, np.random.default_rng(3).integers(0, 2, (19, 19, 19), dtype=np.uint8))
+    assert main(["predict", str(structure), "--model", str(gm), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    expected = load_model(gm, "cpu").predict(np.load(structure))[0]
+    assert "ensemble of 2" in out and f"C11 {expected[0]:.2f} ±" in out
+
+
+def test_cli_fit_ensemble_resumes_from_its_cache(fitted, capsys):
+    folder, data, gm, other, metrics = fitted
+    code = main(["fit-ensemble", "--model", str(gm), "--member", str(other), "--data", str(data), "--report", str(folder / "again"),
+                 "--cache", str(folder / "cache"), "--no-manifest", "--device", "cpu"])
+    assert code == 0 and "test MAPE % of the ensemble" in capsys.readouterr().out
+    again = json.loads((folder / "again" / "metrics.json").read_text())
+    assert again["rows"] == json.loads(json.dumps(metrics["rows"]))
