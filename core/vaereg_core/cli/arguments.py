@@ -117,6 +117,12 @@ def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
 positive_int = int_range(1)
 nonnegative_int = int_range(0)
 
+MIN_GRID = 4
+"""Smallest grid edge of a generated structure: below it the requested volume fraction cannot be met."""
+
+grid_size = int_range(MIN_GRID)
+"""Edge of a generated cubic grid (``--size``)."""
+
 
 def device(text: str) -> str:
     """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, and available on this machine."""
@@ -211,3 +217,22 @@ def check_index(path: str, index: int | None) -> None:
     """Refuse ``--index`` for a file that is not an HDF5 stack (it would be ignored)."""
     if index is not None and Path(path).suffix.lower() not in HDF5_SUFFIXES:
         raise UsageError(f"--index selects a structure of an HDF5 stack; {path} is not an HDF5 file")
+
+
+def model_or_default(path: str | None) -> Path:
+    """The model file of ``--model``, or the bundled default model when it is not given.
+
+    Raises
+    ------
+    ModelFileError
+        If no ``--model`` is given and this installation has no default model.
+    """
+    if path is not None:
+        return Path(path)
+    from vaereg_core.errors import ModelFileError
+    from vaereg_core.resources import default_model_path
+
+    default = default_model_path()
+    if not default.is_file():
+        raise ModelFileError(default, "no bundled default model in this installation; train one with `vaereg train` and pass --model")
+    return default

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vaereg_core.cli.arguments import device, existing_file, grid_size, nonnegative_int, open_fraction, output_dir, output_file, positive_int
 from vaereg_core.dataset.build import SolverSettings, build_dataset
 from vaereg_core.dataset.subsets import SUBSETS
 from vaereg_core.microstructure import Recipe
@@ -22,30 +23,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "The file is rewritten atomically after every structure: kill the build at any moment and run the same "
         "command again to continue.",
     )
-    p.add_argument("--out", required=True, help="dataset file (.h5); resumed when it exists")
+    p.add_argument("--out", required=True, type=output_file, help="dataset file (.h5); resumed when it exists")
     p.add_argument("--subset", choices=SUBSETS, default="all", help="two-morphology (300 structures) or all (9,600); default all")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1: one process using every core)")
-    p.add_argument("--device", default="cpu", help="solver device: cpu, cuda or auto (default cpu)")
+    p.add_argument("--workers", type=positive_int, default=1, help="parallel processes (default 1: one process using every core)")
+    p.add_argument("--device", type=device, default="cpu", help="solver device: cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "torch"), help="solver backend (default auto)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="solver precision (default float32)")
-    p.add_argument("--tol", type=float, default=SolverSettings.tol, help=f"solver relative residual (default {SolverSettings.tol:g})")
-    p.add_argument("--limit", type=int, help="compute at most this many structures in this run")
+    p.add_argument("--tol", type=open_fraction, default=SolverSettings.tol, help=f"solver relative residual (default {SolverSettings.tol:g})")
+    p.add_argument("--limit", type=nonnegative_int, help="compute at most this many structures in this run")
     recipe = p.add_argument_group("recipe (defaults: the paper's dataset)")
-    recipe.add_argument("--seed", type=int, default=Recipe.seed, help=f"master seed (default {Recipe.seed})")
-    recipe.add_argument("--fields", type=int, default=Recipe.n_fields, help=f"random fields (default {Recipe.n_fields})")
-    recipe.add_argument("--size", type=int, default=Recipe.size, help=f"grid edge (default {Recipe.size})")
+    recipe.add_argument("--seed", type=nonnegative_int, default=Recipe.seed, help=f"master seed (default {Recipe.seed})")
+    recipe.add_argument("--fields", type=positive_int, default=Recipe.n_fields, help=f"random fields (default {Recipe.n_fields})")
+    recipe.add_argument("--size", type=grid_size, default=Recipe.size, help=f"grid edge (default {Recipe.size})")
     p.set_defaults(func=_build)
 
     p = sub.add_parser("materialize", help="regenerate the voxels into an HDF5 cache")
-    p.add_argument("--data", required=True, help="dataset file (property table)")
-    p.add_argument("--out", required=True, help="cache file to write (.h5)")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    p.add_argument("--data", required=True, type=existing_file, help="dataset file (property table)")
+    p.add_argument("--out", required=True, type=output_file, help="cache file to write (.h5)")
+    p.add_argument("--workers", type=positive_int, default=1, help="parallel processes (default 1)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_materialize)
 
     p = sub.add_parser("report", help="plots (PNG) and a table of ranges")
-    p.add_argument("file", help="dataset file")
-    p.add_argument("--out", default="docs/dataset", help="output folder (default docs/dataset)")
+    p.add_argument("file", type=existing_file, help="dataset file")
+    p.add_argument("--out", default="docs/dataset", type=output_dir, help="output folder (default docs/dataset)")
     p.set_defaults(func=_report)
 
 

@@ -5,10 +5,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from vaereg_core.cli.arguments import (
+    UsageError,
+    device,
+    existing_file,
+    existing_path,
+    model_or_default,
+    nonnegative_float,
+    nonnegative_int,
+    output_dir,
+    output_file,
+    positive_float,
+    positive_int,
+)
 from vaereg_core.inverse.annealing import AnnealSettings
 from vaereg_core.inverse.targets import TargetError, parse_target
 from vaereg_core.voxel_io import atomic_paths, write_voxels
@@ -25,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ranked by component weight. Writes one voxel file per candidate and candidates.json with all figures.",
     )
     _common(p)
-    p.add_argument("--samples", type=int, default=0, help="extra samples around each component mean (default 0)")
-    p.add_argument("--seed", type=int, default=0, help="seed of those samples")
+    p.add_argument("--samples", type=nonnegative_int, default=0, help="extra samples around each component mean (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of those samples")
     p.add_argument("--validate", action="store_true", help="compute each candidate's properties with the FFT solver")
     p.set_defaults(func=_inverse)
 
@@ -42,12 +56,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="a voxel file (encoded), candidates.json[#LABEL] from `vaereg inverse`, comma-separated latent values, or 'random'",
     )
-    p.add_argument("--iterations", type=int, default=AnnealSettings.iterations)
-    p.add_argument("--temperature", type=float, default=AnnealSettings.start_temperature, help="start temperature (relative error units)")
-    p.add_argument("--step", type=float, default=AnnealSettings.start_step, help="start proposal step (latent units)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prior-weight", type=float, default=0.0, help="weight of the -log p(z|c) term (default 0)")
-    p.add_argument("--forward", help="separately trained regression-only model for the objective (default: the model's regressor)")
+    p.add_argument("--iterations", type=positive_int, default=AnnealSettings.iterations)
+    p.add_argument("--temperature", type=positive_float, default=AnnealSettings.start_temperature,
+                   help=f"start temperature (relative error units; default {AnnealSettings.start_temperature:g}, cooling to {AnnealSettings.end_temperature:g})")
+    p.add_argument("--step", type=positive_float, default=AnnealSettings.start_step,
+                   help=f"start proposal step (latent units; default {AnnealSettings.start_step:g}, shrinking to {AnnealSettings.end_step:g})")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--prior-weight", type=nonnegative_float, default=0.0, help="weight of the -log p(z|c) term (default 0)")
+    p.add_argument("--forward", type=existing_path, help="separately trained regression-only model for the objective (default: the model's regressor)")
     p.add_argument("--no-validate", action="store_true", help="skip the physics check of the best state")
     p.set_defaults(func=_refine)
 
@@ -59,17 +75,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "annealing of the first model from random starts vs from its mixture candidates, physics error against "
         "iterations and wall time. Writes results.json and report.md with plots into --out.",
     )
-    p.add_argument("--model", required=True, help="the Gaussian-mixture model (annealed in c)")
-    p.add_argument("--compare", nargs="*", default=[], metavar="MODEL", help="more models for (a)/(b), e.g. the Gaussian-prior twin")
-    p.add_argument("--data", required=True, help="dataset file the models were trained on (targets come from its test split)")
-    p.add_argument("--out", required=True, help="report folder (results.json, report.md, PNG plots)")
-    p.add_argument("--experiments", default="ac", help="letters of the experiments to run: a, b, c (default ac)")
-    p.add_argument("--c11", nargs="+", type=float, metavar="GPa", help="C11 targets of (a) (default: six across the data)")
-    p.add_argument("--anneal-targets", type=int, default=3, help="targets annealed in (c) (default 3)")
-    p.add_argument("--iterations", type=int, default=200, help="annealing iterations per run (default 200, as the paper)")
-    p.add_argument("--random-starts", type=int, default=5, help="random starts per target (default 5, as the paper)")
-    p.add_argument("--forward", metavar="MODEL", help="regression-only model that scores annealing states in (c) (default: the model's regressor)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--model", required=True, type=existing_path, help="the Gaussian-mixture model (annealed in c)")
+    p.add_argument("--compare", nargs="*", default=[], metavar="MODEL", type=existing_path, help="more models for (a)/(b), e.g. the Gaussian-prior twin")
+    p.add_argument("--data", required=True, type=existing_file, help="dataset file the models were trained on (targets come from its test split)")
+    p.add_argument("--out", required=True, type=output_dir, help="report folder (results.json, report.md, PNG plots)")
+    p.add_argument("--experiments", default="ac", type=_experiments, help="letters of the experiments to run: a, b, c (default ac)")
+    p.add_argument("--c11", nargs="+", type=positive_float, metavar="GPa", help="C11 targets of (a) (default: six across the data)")
+    p.add_argument("--anneal-targets", type=positive_int, default=3, help="targets annealed in (c) (default 3)")
+    p.add_argument("--iterations", type=positive_int, default=200, help="annealing iterations per run (default 200, as the paper)")
+    p.add_argument("--random-starts", type=nonnegative_int, default=5, help="random starts per target (default 5, as the paper)")
+    p.add_argument("--forward", metavar="MODEL", type=existing_path, help="regression-only model that scores annealing states in (c) (default: the model's regressor)")
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=_evaluate_inverse)
 
     p = subparsers.add_parser(
@@ -82,9 +98,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "components.png into --out.",
     )
     _prior_fit_arguments(p)
-    p.add_argument("--out", required=True, help="report folder")
-    p.add_argument("--components", nargs="+", type=int, default=[1, 2, 3, 4, 5], metavar="K", help="values of K (default 1 2 3 4 5)")
-    p.add_argument("--targets", type=int, default=6, help="targets of the physics check (default 6)")
+    p.add_argument("--out", required=True, type=output_dir, help="report folder")
+    p.add_argument("--components", nargs="+", type=positive_int, default=[1, 2, 3, 4, 5], metavar="K", help="values of K (default 1 2 3 4 5)")
+    p.add_argument("--targets", type=positive_int, default=6, help="targets of the physics check (default 6)")
     p.add_argument("--no-physics", action="store_true", help="only the KL criterion")
     p.set_defaults(func=_evaluate_components)
 
@@ -97,36 +113,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "choosing K.",
     )
     _prior_fit_arguments(p)
-    p.add_argument("--components", type=int, required=True, metavar="K", help="components of the new prior")
-    p.add_argument("--out", required=True, help="model file to write")
+    p.add_argument("--components", type=positive_int, required=True, metavar="K", help="components of the new prior")
+    p.add_argument("--out", required=True, type=output_file, help="model file to write")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_refit_prior)
 
 
 def _prior_fit_arguments(p: argparse.ArgumentParser) -> None:
     """Options of the commands that refit a model's prior to its encoder."""
-    p.add_argument("--model", required=True, help="a trained VAE-Regression model file")
-    p.add_argument("--data", required=True, help="dataset file the model was trained on")
-    p.add_argument("--seeds", type=int, default=3, help="initialisations per K (default 3)")
-    p.add_argument("--steps", type=int, default=3000, help="full-batch Adam steps per fit (default 3000)")
-    p.add_argument("--max-structures", type=int, metavar="N", help="encode at most N random structures per split (default: all)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--model", required=True, type=existing_path, help="a trained VAE-Regression model file")
+    p.add_argument("--data", required=True, type=existing_file, help="dataset file the model was trained on")
+    p.add_argument("--seeds", type=positive_int, default=3, help="initialisations per K (default 3)")
+    p.add_argument("--steps", type=positive_int, default=3000, help="full-batch Adam steps per fit (default 3000)")
+    p.add_argument("--max-structures", type=positive_int, metavar="N", help="encode at most N random structures per split (default: all)")
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="model file (default: the bundled default model)")
+    p.add_argument("--model", type=existing_path, help="model file (default: the bundled default model)")
     p.add_argument("--target", nargs="+", required=True, metavar="NAME=GPa", help="e.g. C11=35 C22=30; unset properties are free")
-    p.add_argument("--out", required=True, help="output folder (created; existing files are not overwritten without --overwrite)")
+    p.add_argument("--out", required=True, type=output_dir, help="output folder (created; existing files are not overwritten without --overwrite)")
     p.add_argument("--format", choices=VOXEL_FORMATS, default="vti", help="voxel file format (default vti)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--json", action="store_true", help="print the JSON summary instead of a table")
 
 
 def _load(args: argparse.Namespace):
-    from vaereg_core.model.inference import default_model, load_model
+    from vaereg_core.model.inference import load_model
 
-    model = load_model(args.model, args.device) if args.model else default_model()
+    # The default model is loaded on --device too (default_model() would pick its own).
+    model = load_model(model_or_default(args.model), args.device)
     target = parse_target(args.target, model.property_names, model.ranges)
     return model, target, _reference_table(model)
 
@@ -184,16 +201,51 @@ def _inverse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiments(text: str) -> str:
+    """``--experiments``: letters among a, b, c."""
+    if not text or set(text) - set("abc"):
+        raise argparse.ArgumentTypeError(f"must be letters among a, b, c (e.g. ac), got {text!r}")
+    return text
+
+
+def _latent(values, model, where: str) -> np.ndarray:
+    """A start point's latent vector: numbers, finite, of the model's latent size."""
+    try:
+        z = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise UsageError(f"--start {where}: the latent vector is not a list of numbers") from None
+    if z.ndim != 1 or z.size != model.latent_dim:
+        raise UsageError(f"--start {where}: {z.size} latent values; the model's latent space has {model.latent_dim}")
+    if not np.all(np.isfinite(z)):
+        raise UsageError(f"--start {where}: the latent vector holds NaN or infinite values")
+    return z
+
+
+def _candidate_latent(path: Path, label: str, model) -> np.ndarray:
+    """The latent vector of candidate ``label`` (default the first) in a candidates.json of `vaereg inverse`."""
+    if not path.is_file():
+        raise UsageError(f"--start {path}: file does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"--start {path}: not a readable JSON file ({exc})") from None
+    found = data.get("candidates") if isinstance(data, dict) else None
+    if not isinstance(found, list) or not all(isinstance(c, dict) for c in found):
+        raise UsageError(f"--start {path}: no 'candidates' list; expected the candidates.json of `vaereg inverse`")
+    chosen = [c for c in found if not label or c.get("label") == label]
+    if not chosen:
+        raise TargetError(f"{path}: no candidate labelled {label!r}")
+    if "latent" not in chosen[0]:
+        raise UsageError(f"--start {path}#{chosen[0].get('label', '?')}: the candidate has no 'latent' vector")
+    return _latent(chosen[0]["latent"], model, f"{path}#{chosen[0].get('label', '?')}")
+
+
 def _start_point(spec: str, model) -> np.ndarray:
     if spec == "random":
         return np.random.default_rng(0).standard_normal(model.latent_dim)
     path, _, label = spec.partition("#")
     if path.endswith(".json"):
-        data = json.loads(Path(path).read_text())
-        chosen = [c for c in data["candidates"] if not label or c["label"] == label]
-        if not chosen:
-            raise TargetError(f"{path}: no candidate labelled {label!r}")
-        return np.asarray(chosen[0]["latent"])
+        return _candidate_latent(Path(path), label, model)
     if Path(spec).suffix:
         from vaereg_core.voxel_io import check_model_grid, read_voxels
 
@@ -201,12 +253,23 @@ def _start_point(spec: str, model) -> np.ndarray:
         check_model_grid(voxels, model.grid, spec)
         return model.encode(voxels)[0]
     try:
-        z = np.array([float(v) for v in spec.split(",")])
+        values = [float(v) for v in spec.split(",")]
     except ValueError:
         raise TargetError(f"--start {spec!r} is neither a file, candidates.json, 'random' nor comma-separated numbers") from None
-    if z.size != model.latent_dim:
-        raise TargetError(f"--start has {z.size} values; the model's latent space has {model.latent_dim}")
-    return z
+    return _latent(values, model, "values")
+
+
+def _anneal_settings(args: argparse.Namespace) -> AnnealSettings:
+    """The schedule of ``refine``: a start below the default end is held constant, as the app does, and said."""
+    end_temperature = min(AnnealSettings.end_temperature, args.temperature)
+    end_step = min(AnnealSettings.end_step, args.step)
+    for option, start, default in (("--temperature", args.temperature, AnnealSettings.end_temperature), ("--step", args.step, AnnealSettings.end_step)):
+        if start < default:
+            print(f"vaereg refine: note: {option} {start:g} is below the schedule's end {default:g}: held constant (no cooling)", file=sys.stderr)
+    return AnnealSettings(
+        iterations=args.iterations, start_temperature=args.temperature, end_temperature=end_temperature,
+        start_step=args.step, end_step=end_step, seed=args.seed,
+    )
 
 
 def _refine(args: argparse.Namespace) -> int:
@@ -218,7 +281,7 @@ def _refine(args: argparse.Namespace) -> int:
     model, target, reference = _load(args)
     forward = load_model(args.forward, args.device) if args.forward else None
     start = _start_point(args.start, model)
-    settings = AnnealSettings(iterations=args.iterations, start_temperature=args.temperature, start_step=args.step, seed=args.seed)
+    settings = _anneal_settings(args)
     with tqdm(total=args.iterations, unit="it", disable=args.json) as bar:
 
         def progress(i, n, current, best):

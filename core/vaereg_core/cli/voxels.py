@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from vaereg_core.cli.arguments import check_index, finite_float, fraction, int_range, nonnegative_int, output_file, positive_float
+from vaereg_core.cli.arguments import MIN_GRID, check_index, finite_float, fraction, grid_size, int_range, nonnegative_int, output_file, positive_float
 from vaereg_core.descriptors import correlation_length, volume_fraction
 from vaereg_core.memory import check_memory
 from vaereg_core.microstructure import FILTERS, SIGMA_VALUES, filter_index, filter_sigma, generate
 from vaereg_core.voxel_io import READ_EXTENSIONS, export_stl, read_voxel_file, write_voxels
-
-MIN_SIZE = 4
-"""Smallest grid edge: below it the requested volume fraction cannot be met (1^3 is all soft or all hard)."""
 
 GENERATE_BYTES_PER_VOXEL = 48
 """Peak memory of :func:`generate` per voxel (float64 field, its half spectrum, the sort order):
@@ -34,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--volume-fraction", "--vf", type=fraction, default=0.5, help="hard-phase volume fraction (default 0.5)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="master seed (default 0)")
     p.add_argument("--field", type=nonnegative_int, default=0, dest="field_index", help="random field index (default 0)")
-    p.add_argument("--size", type=int_range(MIN_SIZE), default=51, help=f"grid edge in voxels, at least {MIN_SIZE} (default 51)")
+    p.add_argument("--size", type=grid_size, default=51, help=f"grid edge in voxels, at least {MIN_GRID} (default 51)")
     p.add_argument("--max-memory", type=positive_float, metavar="GB", help="memory limit (default: the memory available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_generate)

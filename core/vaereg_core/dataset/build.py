@@ -23,6 +23,7 @@ from vaereg_core.dataset.table import PROPERTY_NAMES, DatasetError, DatasetTable
 from vaereg_core.descriptors import volume_fraction
 from vaereg_core.errors import VaeRegError
 from vaereg_core.microstructure import Recipe
+from vaereg_core.parent_death import die_with_parent
 
 SOLVER_KEYS_THAT_MUST_MATCH = ("discretization", "tol", "hard", "soft")
 """Solver settings that change the numbers; backend, device and dtype only change the speed."""
@@ -118,7 +119,9 @@ def open_or_create(path: Path, recipe: Recipe, settings: SolverSettings) -> Data
     return table
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent_pid: int) -> None:
+    """Set up a build worker: its share of the threads, and death with the build (no orphans after a kill)."""
+    die_with_parent(parent_pid)
     import torch
 
     torch.set_num_threads(threads)
@@ -154,6 +157,10 @@ def build_dataset(
     progress : callable(done, total), optional
         Called after each finished structure.
     """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
     path = Path(path)
     table = open_or_create(path, recipe, settings)
     wanted = subset_samples(recipe, subset)
@@ -191,7 +198,7 @@ def build_dataset(
             threads = max(1, (os.cpu_count() or 1) // workers)
             import multiprocessing
 
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(threads,)) as pool:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
                 queue = iter(pending)
                 running = {}
                 for sample in queue:
