@@ -34,6 +34,33 @@ class NotBinaryError(VoxelFileError):
     """The file holds grey-scale data; a threshold must be given explicitly."""
 
 
+class CorruptVoxelFileError(VoxelFileError):
+    """The file is truncated, damaged or inconsistent (its header contradicts its size or itself)."""
+
+
+class UnsupportedVoxelFileError(VoxelFileError):
+    """A valid file that this installation cannot read (a codec, a layout, a feature refused on purpose).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file concerned.
+    reason : str
+        What is unsupported.
+    needs : str, optional
+        What would make it readable (a package such as ``imagecodecs``); the
+        message then reads ``unsupported (needs imagecodecs)``.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str, needs: str | None = None) -> None:
+        self.needs = needs
+        super().__init__(path, f"{reason}: unsupported (needs {needs})" if needs else f"{reason}: unsupported")
+
+
+class VoxelFileTooLargeError(VoxelFileError):
+    """The file declares more data than the memory budget allows (checked before anything is allocated)."""
+
+
 class PhysicsError(VaeRegError):
     """Invalid input to the homogenisation solver (structure or phase parameters)."""
 

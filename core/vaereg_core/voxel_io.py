@@ -8,9 +8,14 @@ layout of DESIGN.md section 3: one structure or a stack with an index),
 is exported as ``.stl`` by :func:`export_stl`.
 
 Every problem is reported as :class:`~vaereg_core.errors.VoxelFileError`
-naming the file and the reason. Writes go to a temporary file in the target
-folder and are renamed into place, so a failed write leaves nothing behind,
-and an existing file is only replaced with ``overwrite=True``.
+(corrupt, unsupported, too large: its subclasses) naming the file and the
+reason; no file, however damaged or crafted, crashes, hangs or exhausts the
+reading process, or makes it read another file. Writes go to a temporary
+file in the target folder and are renamed into place, so a failed or killed
+write leaves the old file (temporary files of killed writers are removed by
+the next write), and an existing file is only replaced with
+``overwrite=True``. Data + sidecar pairs carry a checksum so that no kill
+splits them (:mod:`vaereg_core.voxel_safety.pairs`).
 """
 
 from __future__ import annotations
@@ -18,13 +23,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-from vaereg_core.errors import NotBinaryError, VoxelFileError
+from vaereg_core.atomic_files import create_temp, fsync_file, fsync_folder, remove_dead_writers_files
+from vaereg_core.errors import CorruptVoxelFileError, NotBinaryError, VoxelFileError
+from vaereg_core.voxel_safety import hdf5, headers, library_log, pairs
+from vaereg_core.voxel_safety.metadata import as_metadata_dict, parse_json
+from vaereg_core.voxel_safety.sandbox import run_reader
+from vaereg_core.voxel_safety.vti_header import read_vti_header
 
 READ_EXTENSIONS = (".npy", ".npz", ".h5", ".hdf5", ".vti", ".tif", ".tiff", ".raw")
 WRITE_EXTENSIONS = (".npy", ".npz", ".h5", ".hdf5", ".vti", ".tif", ".tiff", ".raw")
@@ -129,7 +138,27 @@ def read_voxels(path: str | os.PathLike, *, index: int | None = None, threshold:
 def read_voxel_file(
     path: str | os.PathLike, *, index: int | None = None, threshold: float | None = None
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Like :func:`read_voxels`, also returning the metadata stored with the structure."""
+    """Like :func:`read_voxels`, also returning the metadata stored with the structure.
+
+    Every header is checked before the data are allocated (see
+    :mod:`vaereg_core.voxel_safety`); ``.h5`` and ``.vti`` files are read in a
+    child process, as their libraries can abort or hang on a damaged file.
+    Metadata that is valid JSON but not an object comes back under the key
+    ``"metadata"``.
+
+    Raises
+    ------
+    CorruptVoxelFileError
+        Truncated, damaged or inconsistent files (and a reader that crashed or hung on one).
+    UnsupportedVoxelFileError
+        Valid files this installation cannot or will not read (a missing codec, external data).
+    VoxelFileTooLargeError
+        The file declares more than ``$VAEREG_MAX_VOXEL_BYTES`` (default 2 GB).
+    NotBinaryError
+        Grey-scale data and no threshold.
+    VoxelFileError
+        Any other problem with the file (missing, unreadable, a folder).
+    """
     path = Path(path)
     ext = _extension(path)
     if not path.exists():
@@ -140,45 +169,54 @@ def read_voxel_file(
         raise VoxelFileError(path, "file is empty")
     if not os.access(path, os.R_OK):
         raise VoxelFileError(path, "file is not readable (permission denied)")
-    reader = _READERS[".h5" if ext == ".hdf5" else ".tif" if ext == ".tiff" else ext]
-    try:
-        array, metadata = reader(path, index)
-    except VoxelFileError:
-        raise
-    except Exception as exc:  # every library has its own errors for a corrupt file
-        raise VoxelFileError(path, f"cannot read {ext} file, it is truncated or corrupt ({type(exc).__name__}: {exc})") from exc
-    return as_binary(array, path, threshold=threshold), metadata
+    if ext == ".vti":
+        read_vti_header(path)  # a clear message at once, before a child process starts
+    if ext in _READ_IN_CHILD:
+        return run_reader(path, "vaereg_core.voxel_io:read_in_this_process", index, threshold)
+    return read_in_this_process(path, index, threshold)
 
 
-def _read_npy(path: Path, index: int | None) -> tuple[np.ndarray, dict]:
-    array = np.load(path, allow_pickle=False)
-    meta = path.with_name(path.name + ".json")
-    metadata = json.loads(meta.read_text()) if meta.exists() else {}
-    return array, metadata
+def read_in_this_process(path: Path, index: int | None, threshold: float | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The body of :func:`read_voxel_file` for any format, in the calling process (the child's entry)."""
+    ext = _extension(path)
+    with library_log.captured("tifffile", "h5py") as messages:
+        try:
+            array, metadata = _READERS[_canonical(ext)](path, index)
+        except VoxelFileError:
+            raise
+        except Exception as exc:  # every library has its own errors for a corrupt file
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            raise CorruptVoxelFileError(path, f"cannot read {ext} file, it is truncated or corrupt ({detail}){library_log.said(messages, 'the library')}") from exc
+    return as_binary(array, path, threshold=threshold), as_metadata_dict(metadata)
 
 
-def _read_npz(path: Path, index: int | None) -> tuple[np.ndarray, dict]:
-    with np.load(path, allow_pickle=False) as archive:
-        names = [n for n in archive.files if n != "metadata"]
-        if "voxels" in names:
-            name = "voxels"
-        elif len(names) == 1:
-            name = names[0]
-        else:
-            raise VoxelFileError(path, f"archive holds {names or 'no arrays'}; expected one array or one named 'voxels'")
-        metadata = json.loads(str(archive["metadata"])) if "metadata" in archive.files else {}
-        return archive[name], metadata
+def _canonical(ext: str) -> str:
+    return ".h5" if ext == ".hdf5" else ".tif" if ext == ".tiff" else ext
 
 
-def _read_h5(path: Path, index: int | None) -> tuple[np.ndarray, dict]:
+def _read_npy(path: Path, index: int | None) -> tuple[np.ndarray, Any]:
+    array = headers.read_npy(path)
+    sidecar = path.with_name(path.name + ".json")
+    record = pairs.sidecar_for(path, sidecar, sidecar)
+    return array, {} if record is None else pairs.unstamped(record)
+
+
+def _read_npz(path: Path, index: int | None) -> tuple[np.ndarray, Any]:
+    array, text = headers.read_npz(path)
+    return array, {} if text is None else parse_json(path, text)
+
+
+def _read_h5(path: Path, index: int | None) -> tuple[np.ndarray, Any]:
     import h5py
 
     with h5py.File(path, "r") as f:
-        if DATASET_NAME not in f:
-            raise VoxelFileError(path, f"no '{DATASET_NAME}' dataset in this HDF5 file (found: {', '.join(f.keys()) or 'nothing'})")
-        data = f[DATASET_NAME]
-        metadata = json.loads(f.attrs["metadata"]) if "metadata" in f.attrs else {}
+        if f.get(DATASET_NAME, getlink=True) is None:
+            raise VoxelFileError(path, f"no '{DATASET_NAME}' dataset in this HDF5 file (found: {', '.join(list(f.keys())[:20]) or 'nothing'})")
+        data = hdf5.checked_dataset(f, DATASET_NAME, path)
+        text = hdf5.text_attribute(f, "metadata", path)
+        metadata = as_metadata_dict(parse_json(path, text)) if text is not None else {}
         if data.ndim == 3:
+            hdf5.check_selection(data, data.shape, path)
             return data[()], metadata
         if data.ndim != 4:
             raise VoxelFileError(path, f"'{DATASET_NAME}' must be (N, nx, ny, nz) or (nx, ny, nz), got shape {data.shape}")
@@ -189,76 +227,77 @@ def _read_h5(path: Path, index: int | None) -> tuple[np.ndarray, dict]:
             index = 0
         if not -n <= index < n:
             raise VoxelFileError(path, f"index {index} is outside the stack of {n} structures")
+        hdf5.check_selection(data, data.shape[1:], path)
         sample_meta = {}
         for key in ("properties", "field_index", "filter_index", "volume_fraction"):
-            if key in f and f[key].shape[:1] == (n,):
-                value = f[key][index]
-                sample_meta[key] = value.tolist() if hasattr(value, "tolist") else value
-        if "properties" in sample_meta and "names" in f["properties"].attrs:
-            names = [str(s) for s in f["properties"].attrs["names"]]
-            sample_meta["properties"] = dict(zip(names, sample_meta["properties"]))
+            if f.get(key, getlink=True) is not None:
+                values = hdf5.checked_dataset(f, key, path)
+                if values.shape[:1] == (n,) and hdf5.small_row(values):
+                    value = values[index]
+                    sample_meta[key] = value.tolist() if hasattr(value, "tolist") else value
+        names = hdf5.attribute(f["properties"], "names", path) if "properties" in sample_meta else None
+        if names is not None:
+            sample_meta["properties"] = dict(zip([str(s) for s in names], sample_meta["properties"]))
         return data[index], {**metadata, **sample_meta, "index": int(index) % n}
 
 
-def _read_vti(path: Path, index: int | None) -> tuple[np.ndarray, dict]:
-    import pyvista as pv
+def _read_vti(path: Path, index: int | None) -> tuple[np.ndarray, Any]:
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+    from vtkmodules.vtkCommonCore import vtkOutputWindow, vtkStringOutputWindow
+    from vtkmodules.vtkIOXML import vtkXMLImageDataReader
 
-    grid = pv.read(path)
-    if not isinstance(grid, pv.ImageData):
-        raise VoxelFileError(path, f"expected VTK ImageData, got {type(grid).__name__}")
-    if VTK_ARRAY_NAME in grid.cell_data:
-        shape = tuple(d - 1 for d in grid.dimensions)
-        flat = grid.cell_data[VTK_ARRAY_NAME]
-    elif grid.cell_data.keys():
-        shape = tuple(d - 1 for d in grid.dimensions)
-        flat = grid.cell_data[grid.cell_data.keys()[0]]
-    elif grid.point_data.keys():
-        shape = tuple(grid.dimensions)
-        flat = grid.point_data[grid.point_data.keys()[0]]
+    header = read_vti_header(path)
+    log = vtkStringOutputWindow()
+    vtkOutputWindow.SetInstance(log)  # VTK's errors become text for the message, not terminal noise
+    reader = vtkXMLImageDataReader()
+    reader.SetFileName(os.fspath(path))
+    reader.Update()
+    said = " ".join(log.GetOutput().split())
+    if "ERROR" in said.upper():
+        raise CorruptVoxelFileError(path, f"cannot read .vti file, it is truncated or corrupt; VTK said: {said[:300]}")
+    image = reader.GetOutput()
+    cells, points = image.GetCellData(), image.GetPointData()
+    if cells.GetArray(VTK_ARRAY_NAME) is not None:
+        flat, shape = cells.GetArray(VTK_ARRAY_NAME), header.cells
+    elif cells.GetNumberOfArrays():
+        flat, shape = cells.GetArray(0), header.cells
+    elif points.GetNumberOfArrays():
+        flat, shape = points.GetArray(0), tuple(n + 1 for n in header.cells)
     else:
         raise VoxelFileError(path, "the image holds no cell or point data")
+    if flat is None or flat.GetNumberOfComponents() != 1 or flat.GetNumberOfTuples() != np.prod(shape):
+        raise CorruptVoxelFileError(path, f"the voxel array does not hold one value per voxel of the {'x'.join(map(str, shape))} extent")
     # VTK stores x fastest: Fortran order in (x, y, z).
-    array = np.asarray(flat).reshape(shape, order="F")
-    metadata = {}
-    if "metadata" in grid.field_data:
-        metadata = json.loads(str(np.asarray(grid.field_data["metadata"])[0]))
-    return array, metadata
+    array = vtk_to_numpy(flat).reshape(shape, order="F").copy()
+    field = image.GetFieldData().GetAbstractArray("metadata")
+    if field is None or not field.IsA("vtkStringArray") or field.GetNumberOfValues() == 0:
+        return array, {}
+    return array, parse_json(path, field.GetValue(0))
 
 
-def _read_tif(path: Path, index: int | None) -> tuple[np.ndarray, dict]:
+def _read_tif(path: Path, index: int | None) -> tuple[np.ndarray, Any]:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        if not tif.pages:
-            raise VoxelFileError(path, "cannot read .tif file, it is truncated or corrupt (no image pages)")
+        headers.check_tiff(path, tif)
         array = tif.asarray()
         metadata = tif.shaped_metadata[0] if tif.is_shaped and tif.shaped_metadata else {}
     metadata = {k: v for k, v in metadata.items() if k != "shape"}
     return array, metadata.get("vaereg", {}) if isinstance(metadata.get("vaereg"), dict) else metadata
 
 
-def _read_raw(path: Path, index: int | None) -> tuple[np.ndarray, dict]:
-    meta_path = sidecar_path(path)
-    if not meta_path.exists():
-        raise VoxelFileError(path, f"missing JSON sidecar {meta_path.name} (it gives shape, dtype and order of the raw data)")
-    try:
-        meta = json.loads(meta_path.read_text())
-        shape = tuple(int(s) for s in meta["shape"])
-        dtype = np.dtype(meta.get("dtype", "uint8"))
-        order = meta.get("order", "C")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise VoxelFileError(meta_path, f"invalid sidecar: needs 'shape' and optionally 'dtype' and 'order' ({exc})") from exc
-    if order not in ("C", "F"):
-        raise VoxelFileError(meta_path, f"order must be 'C' or 'F', got {order!r}")
-    expected = int(np.prod(shape)) * dtype.itemsize
-    actual = path.stat().st_size
-    if actual != expected:
-        raise VoxelFileError(path, f"size is {actual} bytes, but the sidecar's shape {shape} of {dtype} needs {expected} (truncated or wrong sidecar)")
+def _read_raw(path: Path, index: int | None) -> tuple[np.ndarray, Any]:
+    sidecar = sidecar_path(path)
+    record = pairs.sidecar_for(path, sidecar, path.with_name(path.name + ".json"))
+    if record is None:
+        raise VoxelFileError(path, f"missing JSON sidecar {sidecar.name} (it gives shape, dtype and order of the raw data)")
+    shape, dtype, order = headers.raw_layout(path, sidecar, record)
     array = np.fromfile(path, dtype=dtype).reshape(shape, order=order)
-    return array, meta.get("metadata", {})
+    return array, record.get("metadata", {})
 
 
 _READERS = {".npy": _read_npy, ".npz": _read_npz, ".h5": _read_h5, ".vti": _read_vti, ".tif": _read_tif, ".raw": _read_raw}
+_READ_IN_CHILD = (".h5", ".hdf5", ".vti")
 
 
 # --------------------------------------------------------------------------- writing
@@ -266,10 +305,13 @@ _READERS = {".npy": _read_npy, ".npz": _read_npz, ".h5": _read_h5, ".vti": _read
 
 @contextlib.contextmanager
 def atomic_paths(*targets: Path, overwrite: bool = False) -> Iterator[list[Path]]:
-    """Temporary paths in the targets' folders, renamed onto the targets on success.
+    """Temporary paths in the targets' folders, renamed onto the targets, in order, on success.
 
-    Refuses existing targets unless ``overwrite``; on any error the temporary
-    files are removed and the targets are untouched. Each temporary name keeps
+    Refuses existing targets unless ``overwrite``; on any error before the
+    first rename the temporary files are removed and the targets are
+    untouched. Once the first target is renamed the write is committed: the
+    remaining temporary files stay for a reader or the next writer to finish
+    it (see :mod:`vaereg_core.voxel_safety.pairs`). Each temporary name keeps
     its target's extension, which some writers use to pick the format.
     """
     for target in targets:
@@ -282,31 +324,24 @@ def atomic_paths(*targets: Path, overwrite: bool = False) -> Iterator[list[Path]
         if not os.access(target.parent, os.W_OK):
             raise VoxelFileError(target, f"folder {target.parent} is not writable (permission denied)")
     temps: list[Path] = []
+    committed = False
     try:
         for target in targets:
-            temps.append(_create_temp(target))
+            try:
+                temps.append(create_temp(target))
+            except FileExistsError as exc:
+                raise VoxelFileError(target, str(exc)) from None
         yield temps
+        for temp in temps:
+            fsync_file(temp)
         for temp, target in zip(temps, targets):
             os.replace(temp, target)
+            committed = True
+        fsync_folder(targets[0].parent)
     finally:
-        for temp in temps:
-            temp.unlink(missing_ok=True)
-
-
-def _create_temp(target: Path) -> Path:
-    """Create an empty, uniquely named file beside ``target`` with the usual permissions.
-
-    Unlike :func:`tempfile.mkstemp` (mode 0600) the mode honours the umask, so
-    the renamed file has the permissions of any other file the user writes.
-    """
-    for _ in range(100):
-        temp = target.parent / f".{target.stem}.{secrets.token_hex(4)}.tmp{target.suffix}"
-        try:
-            os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            return temp
-        except FileExistsError:
-            continue
-    raise VoxelFileError(target, "cannot create a temporary file beside it")
+        if not committed:
+            for temp in temps:
+                temp.unlink(missing_ok=True)
 
 
 def write_voxels(
@@ -327,7 +362,9 @@ def write_voxels(
     metadata : dict, optional
         JSON-able provenance and properties. Stored inside the file where the
         format allows (npz, h5 attributes, vti field data, tif description,
-        raw sidecar) and in a ``.json`` sidecar for ``.npy``.
+        raw sidecar) and in a ``.json`` sidecar for ``.npy``; an existing
+        ``.npy`` sidecar is rewritten even without metadata, so old properties
+        never stay attached to new voxels.
     overwrite : bool
         Replace an existing file; without it an existing file is an error.
 
@@ -340,13 +377,16 @@ def write_voxels(
     ext = _extension(path)
     voxels = as_binary(voxels, path)
     text = json.dumps(metadata or {}, default=_json_default)
-    if ext == ".raw" or (ext == ".npy" and metadata):
-        targets = (path, path.with_name(path.name + ".json"))
+    sidecar = path.with_name(path.name + ".json")
+    if ext == ".raw" or (ext == ".npy" and (metadata or sidecar.exists())):
+        targets: tuple[Path, ...] = (path, sidecar)
+        pairs.recover(path, sidecar)
     else:
         targets = (path,)
+        remove_dead_writers_files(path)
     with atomic_paths(*targets, overwrite=overwrite) as temps:
         try:
-            _WRITERS[".h5" if ext == ".hdf5" else ".tif" if ext == ".tiff" else ext](temps, voxels, text)
+            _WRITERS[_canonical(ext)](temps, voxels, text)
         except OSError as exc:
             raise VoxelFileError(path, f"cannot write: {exc}") from exc
     return path
@@ -356,7 +396,7 @@ def _write_npy(temps: list[Path], voxels: np.ndarray, text: str) -> None:
     with open(temps[0], "wb") as f:
         np.save(f, voxels)
     if len(temps) > 1:
-        temps[1].write_text(text)
+        temps[1].write_text(json.dumps(pairs.stamp(json.loads(text), temps[0])))
 
 
 def _write_npz(temps: list[Path], voxels: np.ndarray, text: str) -> None:
@@ -390,7 +430,7 @@ def _write_tif(temps: list[Path], voxels: np.ndarray, text: str) -> None:
 def _write_raw(temps: list[Path], voxels: np.ndarray, text: str) -> None:
     voxels.tofile(temps[0])
     sidecar = {"shape": list(voxels.shape), "dtype": "uint8", "order": "C", "metadata": json.loads(text)}
-    temps[1].write_text(json.dumps(sidecar, indent=2))
+    temps[1].write_text(json.dumps(pairs.stamp(sidecar, temps[0]), indent=2))
 
 
 _WRITERS = {".npy": _write_npy, ".npz": _write_npz, ".h5": _write_h5, ".vti": _write_vti, ".tif": _write_tif, ".raw": _write_raw}

@@ -17,8 +17,6 @@ temporary file and renamed into place, so it is never seen half-written.
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import json
 import os
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vaereg_core.atomic_files import remove_dead_writers_files
 from vaereg_core.dataset.splits import DEFAULT_SPLIT_SEED, split_indices
 from vaereg_core.errors import FileError
 from vaereg_core.microstructure import Recipe
@@ -100,7 +99,7 @@ class DatasetTable:
         import h5py
 
         path = Path(path)
-        _remove_dead_writers_files(path)
+        remove_dead_writers_files(path)
         temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with h5py.File(temp, "w") as f:
@@ -129,26 +128,6 @@ class DatasetTable:
             os.replace(temp, path)
         finally:
             temp.unlink(missing_ok=True)
-
-
-def _remove_dead_writers_files(path: Path) -> None:
-    """Delete the temporary files that writers of ``path`` killed mid-write (SIGKILL, power loss) left behind."""
-    for temp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = temp.name[len(path.name) + 2 : -len(".tmp")]
-        if not pid.isdigit() or (os.name == "posix" and _process_exists(int(pid))):
-            continue
-        with contextlib.suppress(OSError):  # on Windows a live writer's open file cannot be deleted
-            temp.unlink()
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # POSIX only: signal 0 checks without signalling
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_table(path: str | os.PathLike) -> DatasetTable:
