@@ -20,6 +20,7 @@ from vaereg_core.model.ensemble import (
 )
 from vaereg_core.model.ensemble_fit import fit_ensemble
 from vaereg_core.model.inference import load_model
+from vaereg_core.model.latent_svr import LatentSVR
 
 
 def test_calibration_on_synthetic_data_reaches_its_coverage():
@@ -65,11 +66,13 @@ def fitted(tmp_path_factory):
 def test_fit_writes_report_and_manifest_and_loading_attaches_it(fitted):
     folder, data, gm, other, metrics = fitted
     assert (folder / "report" / "report.md").read_text().count("ensemble") >= 2
-    assert metrics["passes_per_structure"] == 12 and set(metrics["rows"]) >= {"Reg-only CNN (other)"} | set() or True
+    assert metrics["passes_per_structure"] == 12 and len(metrics["labels"]) == 3 and metrics["ensemble"] in metrics["rows"]
     spec = read_manifest(manifest_path(gm))
-    assert spec["symmetries"] == "permutations" and spec["weights"].shape == (2, 6)
+    assert spec["symmetries"] == "permutations" and spec["weights"].shape == (3, 6)
+    assert [m["kind"] for m in spec["members"]] == ["network", "network", "latent-svr"]
     model = load_model(gm, "cpu")
-    assert model.forward is not None and model.forward_note is None and len(model.forward.members) == 2
+    assert model.forward is not None and model.forward_note is None
+    assert len(model.forward.networks) == 2 and len(model.forward.svrs) == 1 and model.forward.networks[0] is model
     voxels = np.random.default_rng(0).integers(0, 2, (19, 19, 19), dtype=np.uint8)
     mean, std = model.predict(voxels)
     log_mean, log_var = model.forward.predict_log(voxels[None])
@@ -109,7 +112,7 @@ def test_cli_predict_prints_the_ensembles_values(fitted, capsys):
     assert main(["predict", str(structure), "--model", str(gm), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     expected = load_model(gm, "cpu").predict(np.load(structure))[0]
-    assert "ensemble of 2" in out and f"C11 {expected[0]:.2f} ±" in out
+    assert "ensemble of 3" in out and f"C11 {expected[0]:.2f} ±" in out
 
 
 def test_cli_fit_ensemble_resumes_from_its_cache(fitted, capsys):
@@ -119,3 +122,45 @@ def test_cli_fit_ensemble_resumes_from_its_cache(fitted, capsys):
     assert code == 0 and "test MAPE % of the ensemble" in capsys.readouterr().out
     again = json.loads((folder / "again" / "metrics.json").read_text())
     assert again["rows"] == json.loads(json.dumps(metrics["rows"]))
+
+
+def test_a_changed_svr_file_makes_the_manifest_stale(fitted, tmp_path):
+    folder, _, gm, other, _ = fitted
+    for name in ("gm.pt", "other.pt", "gm.forward.json"):
+        (tmp_path / name).write_bytes((folder / name).read_bytes())
+    svr = LatentSVR.load(folder / "gm.latent-svr.npz")
+    svr.with_residual_var(svr.residual_var * 2).save(tmp_path / "gm.latent-svr.npz")
+    model = load_model(tmp_path / "gm.pt", "cpu")
+    assert model.forward is None and "gm.latent-svr.npz has changed" in model.forward_note
+
+
+def test_latent_svr_predicts_as_scikit_learn_and_survives_a_round_trip(tmp_path):
+    from sklearn.svm import SVR
+
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(300, 4))
+    truth = np.exp(np.stack([np.sin(z[:, 0]) + 3, 0.3 * z[:, 1] ** 2 + 2], axis=1))
+    svr = LatentSVR.fit(z, truth, ("C11", "C12"), "abc")
+    x = (z - z.mean(0)) / z.std(0)
+    reference = SVR(C=10.0, epsilon=0.01, gamma="scale").fit(x, np.log(truth[:, 0])).predict(x[:50])
+    np.testing.assert_allclose(svr.predict_log(z[:50])[:, 0], reference, atol=1e-8)
+    again = LatentSVR.load(svr.save(tmp_path / "s.latent-svr.npz"))
+    np.testing.assert_array_equal(again.predict_log(z[:7]), svr.predict_log(z[:7]))
+    assert again.predict_log(z[:6].reshape(2, 3, 4)).shape == (2, 3, 2)
+
+
+def test_a_pickled_or_damaged_svr_file_is_refused_without_running_it(tmp_path):
+    import pickle
+
+    class Hostile:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "ran"), "w"))
+
+    path = tmp_path / "x.latent-svr.npz"
+    np.savez(path, format=np.array([Hostile()], dtype=object))
+    with pytest.raises(ModelFileError, match="x.latent-svr.npz"):
+        LatentSVR.load(path)
+    assert not (tmp_path / "ran").exists()
+    path.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(ModelFileError, match="unreadable"):
+        LatentSVR.load(path)

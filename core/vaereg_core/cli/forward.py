@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset file with voxels (a `vaereg dataset materialize` cache)")
     p.add_argument("--report", required=True, metavar="DIR", help="report folder (report.md, metrics.json)")
     p.add_argument("--symmetries", choices=SYMMETRY_SETS, default="permutations", help="cube symmetries each member averages over")
+    p.add_argument("--no-latent-svr", action="store_true", help="no SVR on the model's latent means among the members")
     p.add_argument("--cache", default="data/forward-cache", metavar="DIR", help="per-member predictions (resumable)")
     p.add_argument("--val-structures", type=int, metavar="N", help="fit on N random validation structures (default all)")
     p.add_argument("--test-structures", type=int, metavar="N", help="report on N random test structures (default all)")
@@ -54,10 +55,10 @@ def _fit_ensemble(args: argparse.Namespace) -> int:
 
     metrics = fit_ensemble(args.model, args.member, args.data, args.report, symmetries=args.symmetries, cache=args.cache,
                            val_structures=args.val_structures, test_structures=args.test_structures,
-                           study_structures=args.study, write=not args.no_manifest, device=args.device, progress=progress)
+                           study_structures=args.study, latent_svr=not args.no_latent_svr, write=not args.no_manifest, device=args.device, progress=progress)
     for bar in bars.values():
         bar.close()
-    ensemble = next(k for k in metrics["rows"] if k.startswith("ensemble"))
+    ensemble = metrics["ensemble"]
     mape = "  ".join(f"{n} {v:.2f}" for n, v in zip(metrics["properties"], metrics["rows"][ensemble]["MAPE"]))
     print(f"test MAPE % of the ensemble: {mape}")
     print(f"report in {args.report}/report.md" + ("" if args.no_manifest else f"; manifest {manifest_path(args.model)}"))

@@ -286,7 +286,8 @@ def refine(
     d = model.latent_dim
 
     def objective(z: np.ndarray) -> float:
-        mean, _ = forward.predict(model.decode(z, binary=True))
+        # The network alone, not averaged: the objective is called hundreds of times per run.
+        mean, _ = forward.predict(model.decode(z, binary=True), symmetries="identity")
         value = float(target.relative_error(mean))
         if prior is not None:
             value += prior_weight * -log_prior_density(z, *prior) / d

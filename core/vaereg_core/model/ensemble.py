@@ -19,6 +19,7 @@ alone.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -116,16 +117,27 @@ def coverage(mean: np.ndarray, var: np.ndarray, truth: np.ndarray, k: float) -> 
     return np.mean(np.abs(np.log(truth) - mean) <= k * np.sqrt(var), axis=0)
 
 
+def map_back(values: np.ndarray, symmetries: Sequence, names: Sequence[str]) -> np.ndarray:
+    """Constants predicted for each symmetric copy (N, T, P) -> estimates of the original's constants (N, T, P)."""
+    out = np.empty_like(values)
+    for t, symmetry in enumerate(symmetries):
+        out[:, t] = symmetry.to_original(values[:, t], tuple(names))
+    return out
+
+
 @dataclass
 class ForwardEnsemble:
     """Members and what was fitted on the validation split.
 
     Attributes
     ----------
-    members : list of LoadedModel
-        Networks predicting the same constants, in the weights' row order.
+    networks : list of LoadedModel
+        Networks predicting the same constants (members, in the weights' first rows).
+    svrs : list of (int, LatentSVR)
+        Latent-SVR members (the weights' next rows), each with the index of the
+        network whose encoder gives its latents (from the same trunk pass).
     weights : (M, P) array
-        Per-constant convex weights.
+        Per-constant convex weights, M = networks + SVRs.
     scale : (P,) array
         Calibration factor on the standard deviation, per constant.
     symmetries : str
@@ -136,7 +148,8 @@ class ForwardEnsemble:
         Provenance of the fit (split, counts, figures).
     """
 
-    members: list
+    networks: list
+    svrs: list
     weights: np.ndarray
     scale: np.ndarray
     symmetries: str = "permutations"
@@ -145,12 +158,22 @@ class ForwardEnsemble:
 
     @property
     def property_names(self) -> tuple[str, ...]:
-        return tuple(self.members[0].property_names)
+        return tuple(self.networks[0].property_names)
 
     def member_predictions(self, voxels: np.ndarray) -> list[MemberPrediction]:
-        """Each member's symmetry-averaged Gaussians of log C, (N, P) arrays."""
+        """Each member's symmetry-averaged Gaussians of log C, (N, P) arrays: networks first, then SVRs."""
         which = symmetries_for(self.property_names, self.symmetries)
-        return [MemberPrediction.from_transformed(*m.predict_transformed(voxels, which)) for m in self.members]
+        encoders = {i for i, _ in self.svrs}
+        parts, latents = [], {}
+        for i, network in enumerate(self.networks):
+            out = network.predict_transformed(voxels, which, latents=i in encoders)
+            parts.append(MemberPrediction.from_transformed(out[0], out[1]))
+            if i in encoders:
+                latents[i] = out[2]
+        for i, svr in self.svrs:
+            mean = map_back(svr.predict_log(latents[i]), which, self.property_names)
+            parts.append(MemberPrediction(mean.mean(1), np.broadcast_to(svr.residual_var, mean.shape[::2]).copy(), mean.var(1)))
+        return parts
 
     def predict_log(self, voxels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated Gaussian of log C: (mean, variance), each (N, P)."""
@@ -160,26 +183,34 @@ class ForwardEnsemble:
     def predict(self, voxels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(point estimate, standard deviation) in GPa, (P,) or (N, P), as :meth:`LoadedModel.predict`."""
         mean, var = self.predict_log(voxels)
-        point, spread = self.members[0].to_gpa(mean, var)
+        point, spread = self.networks[0].to_gpa(mean, var)
         return (point[0], spread[0]) if np.ndim(voxels) == 3 else (point, spread)
 
     def describe(self) -> str:
         """One line for the CLI and the status bar."""
-        return f"ensemble of {len(self.members)} ({', '.join(self.labels)}), {self.symmetries} symmetries"
+        return f"ensemble of {len(self.labels)} ({', '.join(self.labels)}), {self.symmetries} symmetries"
+
+
+def file_checksum(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (members that are not model files)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def write_manifest(
     path: str | os.PathLike,
-    member_files: Sequence[str | os.PathLike],
-    checksums: Sequence[str],
-    labels: Sequence[str],
+    members: Sequence[dict[str, Any]],
     property_names: Sequence[str],
     weights: np.ndarray,
     scale: np.ndarray,
     symmetries: str,
     fitted: dict[str, Any],
 ) -> Path:
-    """Write an ensemble manifest atomically; member files are stored relative to its folder."""
+    """Write an ensemble manifest atomically.
+
+    ``members`` are dicts with ``kind`` (``network`` or ``latent-svr``),
+    ``file``, ``checksum``, ``label`` and, for an SVR, ``latents_from`` (the
+    index of its network); files are stored relative to the manifest's folder.
+    """
     path = Path(path)
     folder = path.parent.resolve()
     record = {
@@ -187,10 +218,7 @@ def write_manifest(
         "version": VERSION,
         "symmetries": symmetries,
         "properties": list(property_names),
-        "members": [
-            {"file": os.path.relpath(Path(f).resolve(), folder), "checksum": c, "label": label}
-            for f, c, label in zip(member_files, checksums, labels)
-        ],
+        "members": [{**m, "file": os.path.relpath(Path(m["file"]).resolve(), folder)} for m in members],
         "weights": {n: [float(w) for w in np.asarray(weights)[:, p]] for p, n in enumerate(property_names)},
         "sd_scale": {n: float(s) for n, s in zip(property_names, scale)},
         "fitted": fitted,
@@ -214,7 +242,15 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
         raise ModelFileError(path, f"ensemble manifest version {record.get('version')!r}; this program reads version {VERSION}")
     try:
         names = [str(n) for n in record["properties"]]
-        members = [{"file": path.parent / str(m["file"]), "checksum": str(m["checksum"]), "label": str(m["label"])} for m in record["members"]]
+        members = []
+        for m in record["members"]:
+            kind = str(m.get("kind", "network"))
+            if kind not in ("network", "latent-svr"):
+                raise ValueError(f"unknown member kind {kind!r}")
+            member = {"kind": kind, "file": path.parent / str(m["file"]), "checksum": str(m["checksum"]), "label": str(m["label"])}
+            if kind == "latent-svr":
+                member["latents_from"] = int(m["latents_from"])
+            members.append(member)
         weights = np.array([record["weights"][n] for n in names], np.float64).T
         scale = np.array([record["sd_scale"][n] for n in names], np.float64)
         symmetries = str(record["symmetries"])
@@ -222,6 +258,9 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
         raise ModelFileError(path, f"ensemble manifest is incomplete ({exc})") from None
     if symmetries not in SYMMETRY_SETS:
         raise ModelFileError(path, f"unknown symmetry set {symmetries!r}")
+    networks = [m for m in members if m["kind"] == "network"]
+    if members[: len(networks)] != networks or any(not 0 <= m.get("latents_from", 0) < len(networks) for m in members):
+        raise ModelFileError(path, "ensemble members must list the networks first, and each SVR a network for its latents")
     if weights.shape != (len(members), len(names)) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
         raise ModelFileError(path, "ensemble weights must be one non-negative row per member and constant")
     if not np.allclose(weights.sum(0), 1.0, atol=1e-6) or not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
@@ -238,6 +277,7 @@ def attach_ensemble(model: "LoadedModel", path: str | os.PathLike) -> str | None
     predicting other constants) is not attached.
     """
     from vaereg_core.model.inference import load_model
+    from vaereg_core.model.latent_svr import LatentSVR
 
     where = manifest_path(path)
     if not where.is_file():
@@ -245,19 +285,30 @@ def attach_ensemble(model: "LoadedModel", path: str | os.PathLike) -> str | None
     spec = read_manifest(where)
     if spec["properties"] != tuple(model.property_names):
         return f"{where.name} is for {', '.join(spec['properties'])}; the model predicts {', '.join(model.property_names)}"
-    members = []
+    networks, svrs = [], []
     for member in spec["members"]:
-        if member["checksum"] == model.file.checksum:
-            members.append(model)
+        file = Path(member["file"])
+        if member["kind"] == "network" and member["checksum"] == model.file.checksum:
+            networks.append(model)
             continue
-        if not Path(member["file"]).is_file():
-            return f"{where.name}: member {member['file']} is missing"
-        other = load_model(member["file"], model.device, ensemble=False)
+        if not file.is_file():
+            return f"{where.name}: member {file.name} is missing"
+        if member["kind"] == "latent-svr":
+            if file_checksum(file) != member["checksum"]:
+                return f"{where.name} is stale: {file.name} has changed since the ensemble was fitted"
+            svr = LatentSVR.load(file)
+            source = networks[member["latents_from"]]
+            if svr.model_checksum != source.file.checksum or svr.names != spec["properties"]:
+                return f"{where.name} is stale: {file.name} was fitted to another encoder"
+            svrs.append((member["latents_from"], svr))
+            continue
+        other = load_model(file, model.device, ensemble=False)
         if other.file.checksum != member["checksum"] or tuple(other.property_names) != spec["properties"]:
-            return f"{where.name} is stale: {Path(member['file']).name} has changed since the ensemble was fitted"
-        members.append(other)
-    if model not in members:
+            return f"{where.name} is stale: {file.name} has changed since the ensemble was fitted"
+        networks.append(other)
+    if model not in networks:
         return f"{where.name} is stale: the model has changed since the ensemble was fitted"
-    model.forward = ForwardEnsemble(members, spec["weights"], spec["scale"], spec["symmetries"],
+    model.forward = ForwardEnsemble(networks, svrs, spec["weights"], spec["scale"], spec["symmetries"],
                                     [m["label"] for m in spec["members"]], spec["fitted"])
+    model.symmetries = spec["symmetries"]
     return None

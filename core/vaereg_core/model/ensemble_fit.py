@@ -25,15 +25,18 @@ import numpy as np
 from vaereg_core.model.config import ALL_PROPERTIES
 from vaereg_core.model.ensemble import (
     MemberPrediction,
-    coverage,
     combine,
+    coverage,
+    file_checksum,
     fit_scales,
     fit_weights,
     manifest_path,
+    map_back,
     write_manifest,
 )
 from vaereg_core.model.evaluation import PAPER_TABLES_7_8, load_split, regression_metrics
 from vaereg_core.model.inference import LoadedModel, load_model
+from vaereg_core.model.latent_svr import LatentSVR
 from vaereg_core.symmetry import SYMMETRY_SETS, CubeSymmetry, symmetries_for
 
 Progress = Callable[[str, int, int], None]
@@ -42,11 +45,15 @@ CHUNK = 32
 
 @dataclass
 class SplitPredictions:
-    """Per-symmetry Gaussians of log C of one member on one split: mean and variance (N, T, P), truth (N, P) GPa."""
+    """Per-symmetry Gaussians of log C of one member on one split: mean and variance (N, T, P), truth (N, P) GPa.
+
+    ``latent`` holds a generative member's posterior means (N, T, D), else None.
+    """
 
     mean: np.ndarray
     var: np.ndarray
     truth: np.ndarray
+    latent: np.ndarray | None = None
 
     def part(self, columns: Sequence[int] | None = None) -> MemberPrediction:
         """Averaged over the symmetries at ``columns`` of the T axis (all by default)."""
@@ -65,7 +72,7 @@ def cached_predictions(
     max_structures: int | None = None,
     progress: Progress | None = None,
 ) -> SplitPredictions:
-    """``model.predict_transformed`` over a split, resumable through ``.npz`` files in ``cache``.
+    """``model.predict_transformed`` (with latents for a generative model) over a split, resumable through ``.npz`` files in ``cache``.
 
     A finished cache of the same member, split and structures that holds
     every requested symmetry (e.g. all six permutations for the cyclic three)
@@ -75,32 +82,36 @@ def cached_predictions(
     columns = [ALL_PROPERTIES.index(n) for n in model.property_names]
     truth = structures.properties[:, columns]
     codes = np.array([s.code for s in symmetries])
+    latents = model.is_generative
     cache.mkdir(parents=True, exist_ok=True)
     stem = f"{model.file.checksum[:16]}-{split}-{len(truth)}"
     for stored_path in sorted(cache.glob(f"{stem}-*.npz")):
         with np.load(stored_path, allow_pickle=False) as stored:
             have = list(stored["codes"])
-            if set(codes) <= set(have) and np.isfinite(stored["mean"]).all() and np.allclose(stored["truth"], truth):
+            if set(codes) <= set(have) and np.isfinite(stored["mean"]).all() and np.allclose(stored["truth"], truth) and (not latents or "latent" in stored):
                 keep = [have.index(c) for c in codes]
-                return SplitPredictions(stored["mean"][:, keep], stored["var"][:, keep], truth)
+                return SplitPredictions(stored["mean"][:, keep], stored["var"][:, keep], truth, stored["latent"][:, keep] if latents else None)
     path = cache / f"{stem}-{tag}.npz"
     shape = (len(truth), len(symmetries), len(columns))
-    mean, var = np.full(shape, np.nan), np.full(shape, np.nan)
+    arrays = {"mean": np.full(shape, np.nan), "var": np.full(shape, np.nan)}
+    if latents:
+        arrays["latent"] = np.full((len(truth), len(symmetries), model.latent_dim), np.nan)
     if path.is_file():
         with np.load(path, allow_pickle=False) as stored:
-            if stored["mean"].shape == shape and np.array_equal(stored["codes"], codes) and np.allclose(stored["truth"], truth):
-                mean, var = stored["mean"].copy(), stored["var"].copy()
+            if stored["mean"].shape == shape and np.array_equal(stored["codes"], codes) and np.allclose(stored["truth"], truth) and set(arrays) <= set(stored):
+                arrays = {k: stored[k].copy() for k in arrays}
     for start in range(0, len(truth), CHUNK):
         rows = slice(start, start + CHUNK)
-        if np.isfinite(mean[rows]).all():
+        if np.isfinite(arrays["mean"][rows]).all():
             continue
-        mean[rows], var[rows] = model.predict_transformed(structures.voxels[rows], symmetries)
+        for key, value in zip(("mean", "var", "latent"), model.predict_transformed(structures.voxels[rows], symmetries, latents=latents)):
+            arrays[key][rows] = value
         temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(temp, mean=mean, var=var, truth=truth, codes=codes)
+        np.savez(temp, truth=truth, codes=codes, **arrays)
         os.replace(temp, path)
         if progress is not None:
             progress(f"{tag} {split}", min(start + CHUNK, len(truth)), len(truth))
-    return SplitPredictions(mean, var, truth)
+    return SplitPredictions(arrays["mean"], arrays["var"], truth, arrays.get("latent"))
 
 
 def _mape(mean: np.ndarray, truth: np.ndarray) -> list[float]:
@@ -120,6 +131,12 @@ def symmetry_study(model: LoadedModel, data, cache: Path, structures: int, progr
     return rows
 
 
+def svr_predictions(svr: LatentSVR, latents: SplitPredictions, symmetries: Sequence[CubeSymmetry]) -> SplitPredictions:
+    """A latent-SVR member's per-symmetry predictions from its encoder's cached latents, in the network members' form."""
+    mean = map_back(svr.predict_log(latents.latent), symmetries, svr.names)
+    return SplitPredictions(mean, np.broadcast_to(svr.residual_var, mean.shape).copy(), latents.truth)
+
+
 def fit_ensemble(
     model_path: str | os.PathLike,
     member_paths: Sequence[str | os.PathLike],
@@ -127,6 +144,7 @@ def fit_ensemble(
     report: str | os.PathLike,
     *,
     symmetries: str = "permutations",
+    latent_svr: bool = True,
     cache: str | os.PathLike = "data/forward-cache",
     val_structures: int | None = None,
     test_structures: int | None = None,
@@ -137,9 +155,11 @@ def fit_ensemble(
 ) -> dict:
     """Fit the ensemble of ``model_path`` and ``member_paths`` on the validation split; report on the test split.
 
-    Writes ``report/report.md`` and ``report/metrics.json``, and (``write``)
-    the manifest beside ``model_path`` so that loading that model attaches the
-    ensemble. Returns the metrics.
+    With ``latent_svr`` and a generative ``model_path``, an SVR on its latent
+    means (trained on the training split) joins as a member. Writes
+    ``report/report.md`` and ``report/metrics.json``, and (``write``) the
+    manifest beside ``model_path`` (and the SVR's ``.latent-svr.npz``) so
+    that loading that model attaches the ensemble. Returns the metrics.
     """
     started = time.perf_counter()
     paths = [Path(model_path), *map(Path, member_paths)]
@@ -154,41 +174,37 @@ def fit_ensemble(
     identity_column = [which.index(CubeSymmetry())]
     val = [cached_predictions(m, data, "val", which, cache, tag=symmetries, max_structures=val_structures, progress=progress) for m in models]
     test = [cached_predictions(m, data, "test", which, cache, tag=symmetries, max_structures=test_structures, progress=progress) for m in models]
+    members = [{"kind": "network", "file": p, "checksum": m.file.checksum, "label": label} for p, m, label in zip(paths, models, labels)]
+    svr = None
+    if latent_svr and models[0].is_generative:
+        train = cached_predictions(models[0], data, "train", symmetries_for(names, "identity"), cache, tag="identity", progress=progress)
+        svr = LatentSVR.fit(train.latent[:, 0], train.truth, names, models[0].file.checksum)
+        held_out = np.log(val[0].truth) - svr.predict_log(val[0].latent[:, identity_column[0]])
+        svr = svr.with_residual_var(held_out.var(0))
+        val.append(svr_predictions(svr, val[0], which))
+        test.append(svr_predictions(svr, test[0], which))
+        labels.append(f"latent SVR ({paths[0].stem})")
+        members.append({"kind": "latent-svr", "file": svr_path(paths[0]), "checksum": "", "label": labels[-1], "latents_from": 0})
     truth_val, truth_test = val[0].truth, test[0].truth
 
     weights = fit_weights([v.part() for v in val], truth_val)
     val_mean, val_var = combine([v.part() for v in val], weights)
     scale = fit_scales(val_mean, val_var, truth_val)
     test_mean, test_var = combine([t.part() for t in test], weights)
-    test_var = test_var * scale**2
 
     rows: dict[str, dict] = {}
     for label, v, t in zip(labels, val, test):
         for tagged, columns in ((label, identity_column), (f"{label}, {symmetries} ({len(which)})", None)):
             own_val, own = v.part(columns), t.part(columns)
-            var_val = own_val.aleatoric + own_val.symmetry
-            own_scale = fit_scales(own_val.mean, var_val, truth_val)
-            var = own.aleatoric + own.symmetry
-            rows[tagged] = {
-                "MAPE": _mape(own.mean, truth_test),
-                "within_1sd": coverage(own.mean, var, truth_test, 1).tolist(),
-                "within_2sd": coverage(own.mean, var, truth_test, 2).tolist(),
-                "within_1sd_recalibrated": coverage(own.mean, var * own_scale**2, truth_test, 1).tolist(),
-                "within_2sd_recalibrated": coverage(own.mean, var * own_scale**2, truth_test, 2).tolist(),
-            }
+            own_scale = fit_scales(own_val.mean, own_val.aleatoric + own_val.symmetry, truth_val)
+            rows[tagged] = _figures(own.mean, own.aleatoric + own.symmetry, own_scale, truth_test)
     ensemble_label = f"ensemble ({' + '.join(labels)}), {symmetries}"
-    rows[ensemble_label] = {
-        "MAPE": _mape(test_mean, truth_test),
-        "within_1sd": coverage(test_mean, test_var / scale**2, truth_test, 1).tolist(),
-        "within_2sd": coverage(test_mean, test_var / scale**2, truth_test, 2).tolist(),
-        "within_1sd_recalibrated": coverage(test_mean, test_var, truth_test, 1).tolist(),
-        "within_2sd_recalibrated": coverage(test_mean, test_var, truth_test, 2).tolist(),
-    }
+    rows[ensemble_label] = _figures(test_mean, test_var, scale, truth_test)
     study = {label: symmetry_study(m, data, cache, study_structures, progress) for label, m in zip(labels, models)} if study_structures else {}
     metrics = {
         "data": str(data),
         "properties": list(names),
-        "members": [str(p) for p in paths],
+        "members": [str(m["file"]) for m in members],
         "labels": labels,
         "symmetries": symmetries,
         "passes_per_structure": len(which) * len(models),
@@ -197,6 +213,7 @@ def fit_ensemble(
         "weights": {n: weights[:, i].tolist() for i, n in enumerate(names)},
         "sd_scale": dict(zip(names, scale.tolist())),
         "rows": rows,
+        "ensemble": ensemble_label,
         "symmetry_study": study,
         "study_structures": study_structures,
         "seconds": round(time.perf_counter() - started, 1),
@@ -206,12 +223,32 @@ def fit_ensemble(
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     (out / "report.md").write_text(_markdown(metrics))
     if write:
+        if svr is not None:
+            svr.save(members[-1]["file"])
+            members[-1]["checksum"] = file_checksum(members[-1]["file"])
         fitted = {"split": "val", "structures": int(len(truth_val)), "data": str(data),
                   "test_MAPE": dict(zip(names, rows[ensemble_label]["MAPE"])),
                   "test_within_1sd": dict(zip(names, rows[ensemble_label]["within_1sd_recalibrated"])),
                   "test_within_2sd": dict(zip(names, rows[ensemble_label]["within_2sd_recalibrated"]))}
-        write_manifest(manifest_path(paths[0]), paths, [m.file.checksum for m in models], labels, names, weights, scale, symmetries, fitted)
+        write_manifest(manifest_path(paths[0]), members, names, weights, scale, symmetries, fitted)
     return metrics
+
+
+def svr_path(model_path: str | os.PathLike) -> Path:
+    """Where a model's latent SVR lives: ``NAME.latent-svr.npz`` beside ``NAME.pt``."""
+    path = Path(model_path)
+    return path.with_name(path.stem + ".latent-svr.npz")
+
+
+def _figures(mean: np.ndarray, var: np.ndarray, scale: np.ndarray, truth: np.ndarray) -> dict[str, list[float]]:
+    """MAPE and the coverage of the ± as given and after the validation split's scale."""
+    return {
+        "MAPE": _mape(mean, truth),
+        "within_1sd": coverage(mean, var, truth, 1).tolist(),
+        "within_2sd": coverage(mean, var, truth, 2).tolist(),
+        "within_1sd_recalibrated": coverage(mean, var * scale**2, truth, 1).tolist(),
+        "within_2sd_recalibrated": coverage(mean, var * scale**2, truth, 2).tolist(),
+    }
 
 
 def _label(model: LoadedModel, path: Path) -> str:

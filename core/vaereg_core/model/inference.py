@@ -100,13 +100,16 @@ class LoadedModel:
         return out if len(out) > 1 else out[0]
 
     @torch.inference_mode()
-    def predict_transformed(self, voxels: np.ndarray, symmetries: Sequence[CubeSymmetry]) -> tuple[np.ndarray, np.ndarray]:
+    def predict_transformed(
+        self, voxels: np.ndarray, symmetries: Sequence[CubeSymmetry], *, latents: bool = False
+    ) -> tuple[np.ndarray, ...]:
         """The regressor's Gaussian for each symmetric copy, mapped back to the original's constants.
 
         Returns (mean, variance) of f(C) (f = log for a log-scaled model, else
         the identity; natural units: log-GPa or GPa), each (N, T, P) for N
-        structures and T symmetries. Copies of a structure go through the
-        network in one batch.
+        structures and T symmetries; with ``latents`` also the posterior means
+        (N, T, D) of a generative model's encoder, from the same trunk pass.
+        Copies of a structure go through the network in one batch.
         """
         v = self._check_grid(voxels)
         names = self.property_names
@@ -114,18 +117,23 @@ class LoadedModel:
         per_batch = max(1, self.batch_size // len(symmetries))
         mean = np.empty((len(v), len(symmetries), len(names)))
         var = np.empty_like(mean)
+        network = self._require_generative("latents") if latents else self.network
+        z = np.empty((len(v), len(symmetries), self.latent_dim)) if latents else None
         scale_mean, scale_std = (np.asarray(a) for a in (self.file.scaler.mean, self.file.scaler.std))
         for start in range(0, len(v), per_batch):
             chunk = v[start : start + per_batch]
             copies = np.stack([s.apply(chunk) for s in symmetries], axis=1).reshape(-1, *chunk.shape[1:])
             x = torch.from_numpy(np.ascontiguousarray(copies, dtype=np.float32))[:, None].to(self.device)
-            y_mean, y_log_var = self.network.regressor(self.network.trunk(x))
+            h = network.trunk(x)
+            y_mean, y_log_var = network.regressor(h)
+            if latents:
+                z[start : start + len(chunk)] = network.encoder(h)[0].double().cpu().numpy().reshape(len(chunk), len(symmetries), -1)
             m = y_mean.double().cpu().numpy().reshape(len(chunk), len(symmetries), -1) * scale_std + scale_mean
             s2 = np.exp(y_log_var.double().cpu().numpy()).reshape(m.shape) * scale_std**2
             for t, src in enumerate(sources):
                 mean[start : start + len(chunk), t][:, src] = m[:, t]
                 var[start : start + len(chunk), t][:, src] = s2[:, t]
-        return mean, var
+        return (mean, var, z) if latents else (mean, var)
 
     def predict(self, voxels: np.ndarray, symmetries: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Predicted properties: (point estimate, standard deviation) in GPa, (P,) or (N, P).
