@@ -147,13 +147,15 @@ def _predict(args: argparse.Namespace) -> int:
 
     # The default model is loaded on --device too (default_model() would pick its own).
     model = load_model(model_or_default(args.model), args.device)
+    if not args.json:
+        print(f"forward model: {model.describe_forward()}")
     for path in args.files:
         voxels = read_voxels(path)
         check_model_grid(voxels, model.grid, path)
         mean, std = model.predict(voxels)
         if args.json:
             values = {n: {"mean": float(m), "std": float(s)} for n, m, s in zip(model.property_names, mean, std)}
-            print(json.dumps({"file": path, "units": "GPa", "properties": values}))
+            print(json.dumps({"file": path, "units": "GPa", "properties": values, "forward": model.describe_forward()}))
         else:
             text = "  ".join(f"{n} {m:.2f} ± {s:.2f}" for n, m, s in zip(model.property_names, mean, std))
             print(f"{path}: {text} GPa")
