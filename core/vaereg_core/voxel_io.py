@@ -378,12 +378,11 @@ def write_voxels(
     voxels = as_binary(voxels, path)
     text = json.dumps(metadata or {}, default=_json_default)
     sidecar = path.with_name(path.name + ".json")
-    if ext == ".raw" or (ext == ".npy" and (metadata or sidecar.exists())):
-        targets: tuple[Path, ...] = (path, sidecar)
+    if ext in (".raw", ".npy"):
         pairs.recover(path, sidecar)
     else:
-        targets = (path,)
         remove_dead_writers_files(path)
+    targets = (path, sidecar) if ext == ".raw" or (ext == ".npy" and (metadata or sidecar.exists())) else (path,)
     with atomic_paths(*targets, overwrite=overwrite) as temps:
         try:
             _WRITERS[_canonical(ext)](temps, voxels, text)
@@ -478,6 +477,7 @@ def export_stl(path: str | os.PathLike, voxels: np.ndarray, *, smooth: bool = Tr
     if not voxels.any():
         raise VoxelFileError(path, "the structure has no hard phase, so there is no surface to export")
     surface = hard_phase_surface(voxels, smooth=smooth, spacing=spacing)
+    remove_dead_writers_files(path)
     with atomic_paths(path, overwrite=overwrite) as temps:
         surface.save(temps[0], binary=True)
     return path

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vaereg_core.errors import CorruptVoxelFileError, UnsupportedVoxelFileError, VoxelFileError, VoxelFileTooLargeError
+from vaereg_core.errors import CorruptVoxelFileError, UnsupportedVoxelFileError, VoxelFileTooLargeError
 
 ENV_VAR = "VAEREG_MAX_VOXEL_BYTES"
 DEFAULT_MAX_BYTES = 2_000_000_000
@@ -130,15 +130,3 @@ def check_metadata_size(path: str | os.PathLike, nbytes: int) -> None:
     if nbytes > METADATA_MAX_BYTES:
         raise VoxelFileTooLargeError(path, f"metadata of {format_bytes(nbytes)}; limit {format_bytes(METADATA_MAX_BYTES)}")
 
-
-__all__ = [
-    "ENV_VAR",
-    "METADATA_MAX_BYTES",
-    "VoxelFileError",
-    "check_declared_array",
-    "check_metadata_size",
-    "format_bytes",
-    "format_shape",
-    "max_voxel_bytes",
-    "voxel_dtype",
-]

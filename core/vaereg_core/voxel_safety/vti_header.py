@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import os
 import xml.parsers.expat
 from dataclasses import dataclass, field
 from pathlib import Path
