@@ -5,7 +5,8 @@ Run: ``.venv/bin/python benchmarks/bench_physics.py [--tol 1e-6] [--size 51] [--
 Prints, for each backend and dtype (one fresh process each, so that peak
 memory is that configuration's): seconds per load case (median of
 ``--repeat`` solves of the three normal load cases), CG iterations, peak
-resident memory and its increase over the process after imports; then the
+resident memory and its increase over the process after imports, beside
+the estimate checked before a solve (:mod:`vaereg_core.physics.memory`); then the
 plain Moulinec–Suquet fixed point on the same grid and tolerance with the
 ratios; then batched throughput (structures/hour for the six constants) at
 the dataset's tolerance 1e-4; then full-integration FE. Machines shared with
@@ -45,6 +46,7 @@ def one(args: argparse.Namespace) -> dict:
     import numpy as np
 
     from vaereg_core.physics import homogenize, homogenize_batch
+    from vaereg_core.physics.memory import solve_bytes
 
     v = structure(args.size)
     base = peak_rss_mb()
@@ -63,6 +65,7 @@ def one(args: argparse.Namespace) -> dict:
         "peak_rss_mb": peak_rss_mb(),
         "rss_after_imports_mb": base,
         "work_mb": result.work_bytes / 2**20,
+        "estimate_mb": solve_bytes(v.shape, structures=1, cases=3, backend=result.backend, discretization=args.discretization, dtype=args.dtype) / 2**20,
     }
     if args.batch:
         stack = np.stack([v] * args.batch)
@@ -98,7 +101,7 @@ def main() -> None:
     common = ["--size", str(args.size), "--repeat", str(args.repeat)]
     print(f"FFT homogenisation, {args.size}^3, contrast 50 (E 120 / 2.4 GPa, nu 0.3), sigma (2,2,2) structure, vf 0.5")
     print(f"rotated scheme, conjugate gradients, tol {args.tol:g}; seconds per load case = median solve of 3 normal loads / 3\n")
-    header = f"{'backend':8s} {'dtype':8s} {'s/load case':>11s} {'iters':>6s} {'peak RSS MB':>12s} {'(imports)':>10s} {'work MB':>8s}  C11"
+    header = f"{'backend':8s} {'dtype':8s} {'s/load case':>11s} {'iters':>6s} {'peak RSS MB':>12s} {'(imports)':>10s} {'estimate MB':>12s} {'work MB':>8s}  C11"
     print(header)
     cg = {}
     for backend in ("numpy", "torch"):
@@ -111,7 +114,7 @@ def main() -> None:
             its = max(r["iterations"].values())
             print(
                 f"{backend:8s} {dtype:8s} {r['seconds_per_load_case']:11.3f} {its:6d} {r['peak_rss_mb']:12.0f} "
-                f"{r['rss_after_imports_mb']:10.0f} {r['work_mb']:8.1f}  {r['C11']:.6f}"
+                f"{r['rss_after_imports_mb']:10.0f} {r['estimate_mb']:12.0f} {r['work_mb']:8.1f}  {r['C11']:.6f}"
             )
 
     print(f"\nplain Moulinec-Suquet fixed point (same operators, reference = mean of the phases), tol {args.tol:g}")

@@ -30,8 +30,11 @@ class MemoryBudgetError(VaeRegError):
 
 
 def format_bytes(n: float) -> str:
-    """Bytes in GB (or MB below 1 GB), one decimal."""
-    return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+    """Bytes in decimal units (GB, MB, kB), one decimal."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{int(n)} bytes"
 
 
 def _meminfo_available() -> int | None:

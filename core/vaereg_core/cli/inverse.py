@@ -234,7 +234,8 @@ def _candidate_latent(path: Path, label: str, model) -> np.ndarray:
         raise UsageError(f"--start {path}: no 'candidates' list; expected the candidates.json of `vaereg inverse`")
     chosen = [c for c in found if not label or c.get("label") == label]
     if not chosen:
-        raise TargetError(f"{path}: no candidate labelled {label!r}")
+        labels = ", ".join(str(c.get("label")) for c in found) or "none"
+        raise UsageError(f"--start {path}: no candidate labelled {label!r} (labels: {labels})")
     if "latent" not in chosen[0]:
         raise UsageError(f"--start {path}#{chosen[0].get('label', '?')}: the candidate has no 'latent' vector")
     return _latent(chosen[0]["latent"], model, f"{path}#{chosen[0].get('label', '?')}")
@@ -256,7 +257,7 @@ def _start_point(spec: str, model) -> np.ndarray:
         values = [float(v) for v in spec.split(",")]
     except ValueError:
         raise TargetError(f"--start {spec!r} is neither a file, candidates.json, 'random' nor comma-separated numbers") from None
-    return _latent(values, model, "values")
+    return _latent(values, model, repr(spec))
 
 
 def _anneal_settings(args: argparse.Namespace) -> AnnealSettings:
