@@ -156,7 +156,7 @@ def write_hostile(folder: Path) -> dict[str, str]:
     import zipfile
 
     with zipfile.ZipFile(folder / "npz-declares-2000-cubed.npz", "w") as z:
-        z.writestr("voxels.npy", npy_bytes({"descr": "|u1", "fortran_order": False, "shape": (2000, 2000, 2000)}))
+        z.writestr(zipfile.ZipInfo("voxels.npy", date_time=(2026, 1, 1, 0, 0, 0)), npy_bytes({"descr": "|u1", "fortran_order": False, "shape": (2000, 2000, 2000)}))
     expected["npz-declares-2000-cubed.npz"] = "VoxelFileTooLargeError"
     np.savez_compressed(folder / "npz-inflates-to-100-MB.npz", voxels=np.zeros((500, 500, 400), np.uint8))
     expected["npz-inflates-to-100-MB.npz"] = "VoxelFileTooLargeError"
