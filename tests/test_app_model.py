@@ -43,7 +43,8 @@ def test_loaded_model_predicts_the_shown_structure_and_is_named(qtbot, tmp_path,
         window.open_model(model_file)
     mean, std = load_model(model_file).predict(window.structure.voxels)
     lines = blocker.args[0].splitlines()
-    assert len(lines) == 6 and lines[0] == f"C11 = {mean[0]:.1f} ± {std[0]:.1f} GPa"
+    assert len(lines) == 7 and lines[0] == f"C11 = {mean[0]:.1f} ± {std[0]:.1f} GPa"
+    assert lines[-1] == "(± one standard deviation, by the model's regressor)"  # no ensemble manifest beside it
     assert window.structure_panel.predicted.text() == blocker.args[0]
     assert not window.structure_panel.grid_warning.isVisibleTo(window.structure_panel)
 

@@ -55,6 +55,7 @@ def describe(model: Any, path: Path) -> str:
         f"{config.model.prior} prior, K = {config.model.n_components}",
         f"latent dimension {model.latent_dim}, grid {model.grid}³",
         f"trained on {Path(str(data)).name} (subset {config.train.subset})",
+        f"predictions by the {model.describe_forward()}",
     ]
     return "; ".join(parts) + "."
 
@@ -65,4 +66,6 @@ def prediction_text(model: Any, voxels: np.ndarray) -> str:
         shape = " × ".join(str(n) for n in voxels.shape)
         return f"The model takes {model.grid}³ structures; this one is {shape}, so there is no prediction."
     mean, std = model.predict(voxels)
-    return "\n".join(f"{name} = {m:.1f} ± {s:.1f} {model.units}" for name, m, s in zip(model.property_names, mean, std))
+    lines = [f"{name} = {m:.1f} ± {s:.1f} {model.units}" for name, m, s in zip(model.property_names, mean, std)]
+    source = "forward ensemble" if model.forward is not None else "model's regressor"
+    return "\n".join([*lines, f"(± one standard deviation, by the {source})"])
