@@ -76,6 +76,8 @@ CASES = [
     (["train", "--config", "tiny", "--data", "{dir}/file", "--out", "{dir}/run", "--time-limit", "nan"], "--time-limit"),
     (["train", "--config", "tiny", "--data", "{dir}/file", "--out", "{dir}/run", "--device", "npu"], "--device"),
     (["train", "--config", "tiny", "--data", "{dir}/file", "--out", "{dir}/file"], "--out"),
+    (["train", "--config", "{dir}/list.json", "--data", "{dir}/file", "--out", "{dir}/run"], "JSON object"),
+    (["train", "--config", "{dir}/bad-section.json", "--data", "{dir}/file", "--out", "{dir}/run"], "JSON object"),
     (["evaluate", "{dir}/missing-run"], "missing-run"),
     (["pack", "{dir}", "--out", "{dir}/p.pt", "--note", "nokey"], "--note"),
     (["pack", "{dir}", "--out", "{dir}/p.pt", "--note", "=value"], "--note"),
@@ -135,6 +137,7 @@ def folder(tmp_path_factory):
     (d / "broken.json").write_text('{"candidates": [')
     (d / "nan.json").write_text('{"candidates": [{"label": "k1", "latent": [NaN, NaN, NaN, NaN]}]}')
     (d / "no-latent.json").write_text(json.dumps({"candidates": [{"label": "k1"}]}))
+    (d / "bad-section.json").write_text(json.dumps({"base": "tiny", "train": 3}))
     return d
 
 
@@ -255,3 +258,17 @@ def test_os_errors_are_one_line_and_exit_2(folder, capsys, monkeypatch):
     monkeypatch.setattr(voxels, "write_voxels", full_disk)
     code, _, err = run(["generate", "--size", "9", "-o", f"{folder}/g.npy"], capsys)
     assert_one_line_error(code, err, "g.npy: No space left on device")
+
+
+def test_errors_name_the_sub_command(folder, capsys):
+    code, _, err = run(["dataset", "report", f"{folder}/file", "--out", f"{folder}/rep"], capsys)
+    assert_one_line_error(code, err, "file")
+    assert err.startswith("vaereg dataset report: error:")
+
+
+def test_anneal_settings_refuse_infinite_schedules():
+    from vaereg_core.inverse.annealing import AnnealSettings
+
+    for bad in ({"start_temperature": float("inf")}, {"end_temperature": float("nan")}, {"start_step": float("inf")}):
+        with pytest.raises(ValueError, match="finite"):
+            AnnealSettings(**bad)

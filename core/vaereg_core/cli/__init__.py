@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "vaereg_core.cli.model",
     "vaereg_core.cli.forward",
     "vaereg_core.cli.inverse",
+    "vaereg_core.cli.design",
     "vaereg_core.cli.physics",
 )
 
@@ -38,7 +39,22 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    _record_prog(parser)
     return parser
+
+
+def _record_prog(parser: argparse.ArgumentParser) -> None:
+    """Store each sub-command's full name (``vaereg dataset build``) as its ``prog`` default, for messages."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.set_defaults(prog=sub.prog)
+                _record_prog(sub)
+
+
+def _one_line(text: object) -> str:
+    """A message on one line: libraries' multi-line messages joined."""
+    return " ".join(str(text).split())
 
 
 def _os_message(exc: OSError) -> str:
@@ -50,15 +66,15 @@ def _os_message(exc: OSError) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vaereg`` console script."""
     args = build_parser().parse_args(argv)
-    prefix = f"vaereg {args.command}"
+    prefix = args.prog
     try:
         return int(args.func(args) or 0)
     except (VaeRegError, ValueError) as exc:
         # ValueError: an out-of-range argument value caught by the library's own checks.
-        print(f"{prefix}: error: {exc}", file=sys.stderr)
+        print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"{prefix}: error: {_os_message(exc)}", file=sys.stderr)
+        print(f"{prefix}: error: {_one_line(_os_message(exc))}", file=sys.stderr)
         return 2
     except MemoryError:
         print(f"{prefix}: error: out of memory (try a smaller grid, or a machine with more memory)", file=sys.stderr)
@@ -69,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last resort: a bug must still end in one line
         if os.environ.get("VAEREG_TRACEBACK"):
             raise
-        print(f"{prefix}: internal error: {type(exc).__name__}: {exc} (please report; VAEREG_TRACEBACK=1 shows where)", file=sys.stderr)
+        print(f"{prefix}: internal error: {type(exc).__name__}: {_one_line(exc)} (please report; VAEREG_TRACEBACK=1 shows where)", file=sys.stderr)
         return 1
 
 

@@ -37,10 +37,11 @@ class AnnealSettings:
     def __post_init__(self) -> None:
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
-        if not (self.start_temperature > 0 and self.end_temperature > 0):
-            raise ValueError("temperatures must be > 0")
-        if not (self.start_step > 0 and self.end_step > 0):
-            raise ValueError("proposal steps must be > 0")
+        # An infinite start makes the geometric schedule inf * 0 = NaN from the first step.
+        if not all(math.isfinite(t) and t > 0 for t in (self.start_temperature, self.end_temperature)):
+            raise ValueError(f"temperatures must be finite and > 0, got {self.start_temperature} -> {self.end_temperature}")
+        if not all(math.isfinite(s) and s > 0 for s in (self.start_step, self.end_step)):
+            raise ValueError(f"proposal steps must be finite and > 0, got {self.start_step} -> {self.end_step}")
 
     def schedule(self, i: int) -> tuple[float, float]:
         """(temperature, step) at iteration ``i`` (geometric interpolation)."""

@@ -276,6 +276,8 @@ class RunConfig:
 
 def _override(obj: Any, values: dict[str, Any]) -> Any:
     """A copy of dataclass ``obj`` with ``values`` replaced (lists become tuples)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{type(obj).__name__} settings must be a JSON object, got {values!r}")
     names = {f.name for f in fields(obj)}
     unknown = set(values) - names
     if unknown:
@@ -331,4 +333,6 @@ def load_config(spec: str | os.PathLike) -> RunConfig:
         d = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: a configuration is a JSON object, got {type(d).__name__}")
     return RunConfig.from_dict(d)
