@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vaereg_core.device import DEVICE_CHOICES
+from vaereg_core.cli.arguments import device, existing_file, existing_path, nonnegative_int, output_dir, positive_int
 from vaereg_core.symmetry import SYMMETRY_SETS
 
 
@@ -19,18 +19,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "test split with the paper's rows. The manifest MODEL.forward.json makes `vaereg predict`, design "
         "and the app use the ensemble.",
     )
-    p.add_argument("--model", required=True, help="the model file the ensemble belongs to (a member itself)")
-    p.add_argument("--member", action="append", default=[], metavar="MODEL", help="another network predicting the same constants (repeatable)")
-    p.add_argument("--data", required=True, help="dataset file with voxels (a `vaereg dataset materialize` cache)")
-    p.add_argument("--report", required=True, metavar="DIR", help="report folder (report.md, metrics.json)")
+    p.add_argument("--model", required=True, type=existing_path, help="the model file the ensemble belongs to (a member itself)")
+    p.add_argument("--member", action="append", default=[], metavar="MODEL", type=existing_path, help="another network predicting the same constants (repeatable)")
+    p.add_argument("--data", required=True, type=existing_file, help="dataset file with voxels (a `vaereg dataset materialize` cache)")
+    p.add_argument("--report", required=True, metavar="DIR", type=output_dir, help="report folder (report.md, metrics.json)")
     p.add_argument("--symmetries", choices=SYMMETRY_SETS, default="permutations", help="cube symmetries each member averages over")
     p.add_argument("--no-latent-svr", action="store_true", help="no SVR on the model's latent means among the members")
-    p.add_argument("--cache", default="data/forward-cache", metavar="DIR", help="per-member predictions (resumable)")
-    p.add_argument("--val-structures", type=int, metavar="N", help="fit on N random validation structures (default all)")
-    p.add_argument("--test-structures", type=int, metavar="N", help="report on N random test structures (default all)")
-    p.add_argument("--study", type=int, default=0, metavar="N", help="also run all 48 symmetries on N test structures and tabulate each set")
+    p.add_argument("--cache", default="data/forward-cache", metavar="DIR", type=output_dir, help="per-member predictions (resumable)")
+    p.add_argument("--val-structures", type=positive_int, metavar="N", help="fit on N random validation structures (default all)")
+    p.add_argument("--test-structures", type=positive_int, metavar="N", help="report on N random test structures (default all)")
+    p.add_argument("--study", type=nonnegative_int, default=0, metavar="N", help="also run all 48 symmetries on N test structures and tabulate each set")
     p.add_argument("--no-manifest", action="store_true", help="only the report")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=_fit_ensemble)
 
 

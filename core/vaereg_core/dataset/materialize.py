@@ -13,6 +13,7 @@ import numpy as np
 
 from vaereg_core.dataset.table import DatasetError, read_table
 from vaereg_core.microstructure import Recipe
+from vaereg_core.parent_death import die_with_parent
 
 
 def _structure(recipe: Recipe, sample: int) -> np.ndarray:
@@ -43,7 +44,11 @@ def materialize(
     voxels = np.empty((len(table), n, n, n), dtype=np.uint8)
     samples = [int(sample) for sample in table.sample]
     generate = partial(_structure, table.recipe)
-    with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    # Workers die with this process: a killed materialize leaves none computing.
+    pool_context = ProcessPoolExecutor(workers, initializer=die_with_parent, initargs=(os.getpid(),)) if workers > 1 else nullcontext()
+    with pool_context as pool:
         structures = pool.map(generate, samples, chunksize=16) if pool else map(generate, samples)
         for row, structure in enumerate(structures):
             voxels[row] = structure
