@@ -218,3 +218,20 @@ def test_many_solves_do_not_leak(voxels):
     after, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert after - first < 200_000
+
+
+def test_a_subset_of_load_cases_gives_the_same_constants_for_less_work():
+    from vaereg_core.physics import homogenize, load_cases_for
+
+    voxels = (np.random.default_rng(5).random((10, 10, 10)) < 0.45).astype(np.uint8)
+    full = homogenize(voxels, tol=1e-7).constants
+    expected_cases = {("C11",): (0,), ("C22", "C12"): (1,), ("C33", "C12"): (0, 2), ("C11", "C22", "C33"): (0, 1, 2)}
+    for names, cases in expected_cases.items():
+        assert load_cases_for(names) == cases
+        part = homogenize(voxels, tol=1e-7, load_cases=cases)
+        assert len(part.iterations) == len(cases)
+        for n in names:
+            assert part.constants[n] == pytest.approx(full[n], rel=1e-6), n
+    assert load_cases_for(["C11"]) == (0,) and set(homogenize(voxels, load_cases=(0,)).constants) == {"C11", "C12", "C13"}
+    with pytest.raises(PhysicsError, match="load_cases"):
+        homogenize(voxels, load_cases=(3,))

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "vaereg_core.cli.model",
     "vaereg_core.cli.forward",
     "vaereg_core.cli.inverse",
+    "vaereg_core.cli.design",
     "vaereg_core.cli.physics",
 )
 

@@ -22,6 +22,7 @@ from vaereg_core.physics.solver import (
     HomogenizationResult,
     homogenize,
     homogenize_batch,
+    load_cases_for,
 )
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "Phase",
     "homogenize",
     "homogenize_batch",
+    "load_cases_for",
     "isotropic_stiffness",
 ]

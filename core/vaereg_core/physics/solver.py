@@ -22,6 +22,7 @@ projected stress ``||G sigma|| / ||G sigma_0||`` that strain-based codes report.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -118,6 +119,31 @@ class HomogenizationResult:
 
 
 # ---- input checks ---------------------------------------------------------------------------
+
+
+def load_cases_for(names: Sequence[str]) -> tuple[int, ...]:
+    """The fewest normal load cases that give the named normal constants.
+
+    >>> load_cases_for(["C11"]), load_cases_for(["C11", "C12"]), load_cases_for(["C12", "C33"])
+    ((0,), (0,), (0, 2))
+    """
+    index = [(int(n[1]) - 1, int(n[2]) - 1) for n in names]
+    if any(i > 2 or j > 2 for i, j in index):
+        raise PhysicsError(f"only the normal constants {', '.join(NORMAL_CONSTANTS)} come from the normal load cases")
+    for size in (1, 2, 3):
+        for cases in itertools.combinations(range(3), size):
+            if all(i in cases or j in cases for i, j in index):
+                return cases
+    return (0, 1, 2)
+
+
+def _check_load_cases(load_cases: Sequence[int] | None, constants: str) -> tuple[int, ...]:
+    if load_cases is None:
+        return tuple(range(3 if constants == "normal" else 6))
+    solved = tuple(sorted({int(c) for c in load_cases}))
+    if constants != "normal" or not solved or not set(solved) <= {0, 1, 2}:
+        raise PhysicsError(f"load_cases must be some of 0, 1, 2 (the normal load cases) with constants='normal', got {list(load_cases)}")
+    return solved
 
 
 def check_voxels(voxels: Any) -> np.ndarray:
@@ -390,6 +416,7 @@ def homogenize_batch(
     workers: int | None = None,
     operator: str | None = None,
     max_memory: float | None = None,
+    load_cases: Sequence[int] | None = None,
 ) -> list[HomogenizationResult]:
     """Effective stiffness of a stack of structures of one shape, solved as one batch.
 
@@ -415,8 +442,9 @@ def homogenize_batch(
         raise PhysicsError(f"max_iter must be >= 1, got {max_iter!r}")
     backend_name, device_name = resolve_backend(backend, device)
 
-    cases = 3 if constants == "normal" else 6
-    names = LOAD_CASES[:cases]
+    solved = _check_load_cases(load_cases, constants)
+    cases = len(solved)
+    names = tuple(LOAD_CASES[c] for c in solved)
     shape = structures.shape[1:]
     check_solve_memory(
         shape, structures=len(structures), cases=cases, backend=backend_name, discretization=discretization, dtype=dtype,
@@ -429,7 +457,7 @@ def homogenize_batch(
     omega = 1.0
     lam, mu = _material_fields(structures, hard, soft)
     be = make_operator(backend_name, device_name, el, lam, mu, cases, green, dtype, workers=workers, operator=operator)
-    strains = np.array([unit_strain(c) for _ in range(len(structures)) for c in range(cases)])
+    strains = np.array([unit_strain(c) for _ in range(len(structures)) for c in solved])
     case_names = [f"{name}" if len(structures) == 1 else f"structure {s} {name}" for s in range(len(structures)) for name in names]
     # sqrt(N |C_hard E|^2 / M_0): the preconditioned norm of a load as large as the stiffest phase's.
     c_hard = hard.stiffness()
@@ -449,17 +477,20 @@ def homogenize_batch(
     results = []
     for s in range(len(structures)):
         raw = np.full((6, 6), np.nan)
-        for c in range(cases):
-            raw[:, c] = stress[s * cases + c]
+        for index, c in enumerate(solved):
+            raw[:, c] = stress[s * cases + index]
         sym = np.full((6, 6), np.nan)
         if cases == 6:
             sym = 0.5 * (raw + raw.T)
         else:
-            sym[:3, :3] = 0.5 * (raw[:3, :3] + raw[:3, :3].T)
+            # C_ij from column j, C_ji from column i: their mean where both were solved.
+            both = np.stack([raw[:3, :3], raw[:3, :3].T])
+            count = np.sum(~np.isnan(both), axis=0)
+            sym[:3, :3] = np.where(count > 0, np.nansum(both, axis=0) / np.maximum(count, 1), np.nan)
             sym[3:, :3] = raw[3:, :3]
             sym[:3, 3:] = raw[3:, :3].T
-        wanted = NORMAL_CONSTANTS if cases == 3 else NORMAL_CONSTANTS + tuple(c for c in ALL_CONSTANTS if c not in NORMAL_CONSTANTS)
-        consts = {name: float(sym[int(name[1]) - 1, int(name[2]) - 1]) for name in wanted}
+        wanted = NORMAL_CONSTANTS if cases < 6 else NORMAL_CONSTANTS + tuple(c for c in ALL_CONSTANTS if c not in NORMAL_CONSTANTS)
+        consts = {name: float(sym[int(name[1]) - 1, int(name[2]) - 1]) for name in wanted if not math.isnan(sym[int(name[1]) - 1, int(name[2]) - 1])}
         results.append(
             HomogenizationResult(
                 stiffness=sym,
@@ -501,6 +532,7 @@ def homogenize(
     workers: int | None = None,
     operator: str | None = None,
     max_memory: float | None = None,
+    load_cases: Sequence[int] | None = None,
 ) -> HomogenizationResult:
     """Effective elastic stiffness (GPa) of a periodic two-phase voxel structure.
 
@@ -536,6 +568,11 @@ def homogenize(
         Memory limit in GB for the estimate checked before the solve
         (:mod:`vaereg_core.physics.memory`); default ``$VAEREG_MAX_MEMORY_GB`` or
         the memory available.
+    load_cases : sequence of int, optional
+        With ``constants="normal"``, solve only these normal load cases
+        (0 = e11, 1 = e22, 2 = e33): C_ij comes from case j (or i), so C11 alone
+        needs case 0 and a third of the work (:func:`load_cases_for`). The
+        constants no solved case gives are left out of ``constants``.
 
     Returns
     -------
@@ -573,4 +610,5 @@ def homogenize(
         workers=workers,
         operator=operator,
         max_memory=max_memory,
+        load_cases=load_cases,
     )[0]

@@ -1,0 +1,103 @@
+"""Physics-verified design: reaches a target on a tiny model and grid, deterministic for a seed, cancellable, CLI end to end."""
+
+import json
+
+import numpy as np
+import pytest
+
+from inverse_helpers import save_tiny_model, tiny_model
+from vaereg_core.cli import main
+from vaereg_core.inverse.targets import parse_target
+from vaereg_core.inverse.verified import DesignSettings, design, morphology_distance
+from vaereg_core.physics import homogenize
+
+SETTINGS = DesignSettings(seconds=120, goal=0.01, max_solves=40, proposals=8, final_tol=1e-5, loop_tol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(components=2, properties=("C11",))
+
+
+@pytest.fixture(scope="module")
+def reachable(model):
+    """A C11 target that a decodable structure has: the solved C11 of a structure off the prior's means."""
+    z = model.prior_components({n: 30.0 for n in model.property_names})[1][0] + 0.8
+    voxels = model.decode(z, binary=True)
+    assert 0.1 < voxels.mean() < 0.9
+    return parse_target({"C11": homogenize(voxels, tol=1e-6).constants["C11"]}, model.property_names)
+
+
+def test_the_loop_reaches_a_reachable_target_by_the_solver(model, reachable):
+    result = design(model, reachable, SETTINGS)
+    start = result.trajectory[0]["best_error"]
+    best = result.designs[0]
+    assert best.mean_error < 0.5 * start or best.mean_error <= SETTINGS.goal
+    # The reported figure is the solver's, at the final tolerance, not the loop's or the regressor's.
+    again = homogenize(best.state.voxels, tol=1e-6).constants["C11"]
+    assert best.constants["C11"] == pytest.approx(again, rel=1e-4)
+    assert best.errors["C11"] == pytest.approx(again / reachable.values[0] - 1, abs=1e-4)
+    assert result.solver_calls <= SETTINGS.max_solves + SETTINGS.checks * 2 + 1
+    assert [e["best_error"] for e in result.trajectory] == sorted((e["best_error"] for e in result.trajectory), reverse=True)
+
+
+def test_a_seed_gives_the_same_designs(model, reachable):
+    settings = DesignSettings(seconds=120, max_solves=12, proposals=6, final_tol=1e-5, loop_tol=1e-4, seed=3, alternatives=2, min_distance=0.0)
+    a, b = design(model, reachable, settings), design(model, reachable, settings)
+    assert [d.mean_error for d in a.designs] == [d.mean_error for d in b.designs]
+    np.testing.assert_array_equal(a.designs[0].state.z, b.designs[0].state.z)
+    assert [e["step_errors"] for e in a.trajectory] == [e["step_errors"] for e in b.trajectory]
+
+
+def test_alternatives_differ_in_morphology(model, reachable):
+    settings = DesignSettings(seconds=120, max_solves=16, proposals=6, final_tol=1e-5, loop_tol=1e-4, alternatives=3, min_distance=0.05)
+    result = design(model, reachable, settings)
+    for i, a in enumerate(result.designs):
+        for b in result.designs[i + 1 :]:
+            assert morphology_distance(a.state.voxels, b.state.voxels) >= 0.05
+
+
+def test_cancel_ends_the_run_with_nothing_final(model, reachable):
+    calls = []
+
+    def cancel() -> bool:
+        calls.append(1)
+        return len(calls) > 30
+
+    result = design(model, reachable, SETTINGS, cancel=cancel)
+    assert result.cancelled and result.designs == [] and not result.met
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="seconds"):
+        DesignSettings(seconds=float("nan"))
+    with pytest.raises(ValueError, match="alternatives"):
+        DesignSettings(alternatives=0)
+
+
+def test_design_command_writes_designs_and_json(tmp_path, capsys, reachable):
+    model_file = save_tiny_model(tmp_path / "tiny.pt", components=2, properties=("C11",))
+    out = tmp_path / "out"
+    code = main(["design", "--model", str(model_file), "--target", f"C11={reachable.values[0]:.4f}", "--out", str(out),
+                 "--seconds", "20", "--alternatives", "2", "--device", "cpu", "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "feasibility:" in printed and "design-1.vti" in printed
+    record = json.loads((out / "design.json").read_text())
+    assert record["designs"] and record["feasibility"]["verdict"]
+    first = record["designs"][0]
+    assert {"file", "verified_GPa", "errors", "mean_error", "solver_calls", "seconds", "latent"} <= set(first)
+    assert (out / first["file"]).is_file() and isinstance(record["met"], bool) and record["trajectory"]
+    errors = [d["mean_error"] for d in record["designs"]]
+    assert errors == sorted(errors)
+    # Again without --overwrite: refused with one line, nothing replaced.
+    assert main(["design", "--model", str(model_file), "--target", "C11=20", "--out", str(out), "--seconds", "5", "--quiet"]) == 2
+    assert json.loads((out / "design.json").read_text()) == record
+
+
+def test_design_command_refuses_an_impossible_target(tmp_path, capsys):
+    model_file = save_tiny_model(tmp_path / "tiny.pt", components=2, properties=("C11",))
+    code = main(["design", "--model", str(model_file), "--target", "C11=500", "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "impossible" in err and "nearest achievable" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / "design.json").exists()
