@@ -7,6 +7,8 @@ import multiprocessing
 import os
 import pickle
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 from unittest import mock
@@ -271,3 +273,39 @@ def test_next_write_removes_dead_writers_temporary_files(tmp_path, ext):
         (tmp_path / f".{name}.{dead}.0badc0de.tmp{Path(name).suffix}").write_bytes(b"partial")
     write_voxels(path, voxel_fuzz.base_structure(), overwrite=True)
     assert _temporary_files(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "mode, encode, compress, header",
+    [("Appended", 0, 1, "UInt64"), ("Appended", 1, 0, "UInt32"), ("Binary", 0, 0, "UInt64"), ("Ascii", 0, 0, "UInt32")],
+)
+def test_vti_of_every_vtk_layout_passes_the_header_checks(tmp_path, mode, encode, compress, header):
+    from vtkmodules.util.numpy_support import numpy_to_vtk
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+    from vtkmodules.vtkIOXML import vtkXMLImageDataWriter
+
+    x = voxel_fuzz.base_structure()
+    image = vtkImageData()
+    image.SetDimensions(*(n + 1 for n in x.shape))
+    array = numpy_to_vtk(x.ravel(order="F"), deep=1)
+    array.SetName("phase")
+    image.GetCellData().AddArray(array)
+    writer = vtkXMLImageDataWriter()
+    writer.SetInputData(image)
+    writer.SetFileName(str(tmp_path / "v.vti"))
+    getattr(writer, f"SetDataModeTo{mode}")()
+    writer.SetEncodeAppendedData(encode)
+    if not compress:
+        writer.SetCompressorTypeToNone()
+    getattr(writer, f"SetHeaderTypeTo{header}")()
+    writer.Write()
+    assert np.array_equal(read_voxel_file(tmp_path / "v.vti")[0], x)
+
+
+def test_a_script_without_the_main_guard_reads_in_a_child(tmp_path):
+    # The child is a fresh interpreter: it never runs the caller's script again.
+    write_voxels(tmp_path / "a.h5", voxel_fuzz.base_structure())
+    script = tmp_path / "script.py"
+    script.write_text(f"from vaereg_core.voxel_io import read_voxels\nprint(read_voxels({str(tmp_path / 'a.h5')!r}).shape)\n")
+    r = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout == "(12, 10, 8)\n", r.stderr

@@ -2,16 +2,14 @@
 
 VTK aborts the process on some damaged headers and the HDF5 library can
 loop forever on a damaged object header; neither can be caught in Python.
-:func:`run_reader` calls a reader function in a fresh (``spawn``) child
-with the memory budget as an address-space limit, waits at most a timeout
-(``$VAEREG_READ_TIMEOUT_S``, default 60 s plus 1 s per 20 MB of file) and
-turns every way the child can fail into the project's error. The child's
+:func:`run_reader` calls a reader function in a fresh interpreter (in a
+frozen app, which has none: a ``multiprocessing`` spawn child, served by
+the app's ``freeze_support()``) with the memory budget as an address-space
+limit, waits at most a timeout (``$VAEREG_READ_TIMEOUT_S``, default 60 s
+plus 1 s per 20 MB of file) and turns every way the child can fail into the
+project's error. The child's
 stdout and stderr (library noise) go to a file whose last lines end up in
 the error message, never on the user's terminal.
-
-Like any ``multiprocessing`` use, a script that reads such files needs the
-``if __name__ == "__main__":`` guard; the app calls
-``multiprocessing.freeze_support()`` for its frozen bundle.
 """
 
 from __future__ import annotations
@@ -21,9 +19,12 @@ import importlib
 import math
 import multiprocessing
 import os
+import pickle
 import signal
+import subprocess
+import sys
 import tempfile
-from multiprocessing.connection import Connection
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,30 +73,17 @@ def run_reader(path: Path, function: str, *args: Any) -> Any:
         What the reader raised.
     """
     timeout = read_timeout(path)
-    context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
     handle, log_name = tempfile.mkstemp(prefix="vaereg-read-", suffix=".log")
     os.close(handle)
     log = Path(log_name)
+    request = (log_name, function, path, args)
     try:
-        process = context.Process(target=_child, args=(send, log_name, function, path, args), daemon=True)
-        process.start()
-        send.close()
-        answer, timed_out = None, False
-        try:
-            if receive.poll(timeout):
-                answer = receive.recv()
-            else:
-                timed_out = True
-        except EOFError:  # the child died before answering
-            process.join(5)
-        finally:
-            if process.is_alive() and answer is None:
-                process.kill()
-            process.join()
-            receive.close()
+        # A fresh interpreter runs no code of the caller's main script (a script without the
+        # __main__ guard stays correct); a frozen app has no interpreter, but has that guard.
+        run = _in_multiprocessing_child if getattr(sys, "frozen", False) else _in_interpreter_child
+        answer, exitcode, timed_out = run(request, timeout)
         if answer is None:
-            raise CorruptVoxelFileError(path, f"{_death(process.exitcode, timed_out, timeout)}{_tail(log)}")
+            raise CorruptVoxelFileError(path, f"{_death(exitcode, timed_out, timeout)}{_tail(log)}")
     finally:
         log.unlink(missing_ok=True)
     kind, value = answer
@@ -103,6 +91,44 @@ def run_reader(path: Path, function: str, *args: Any) -> Any:
         return value
     name, where, reason, needs = value
     raise _rebuild(_ERROR_CLASSES.get(name, VoxelFileError), where, reason, needs)
+
+
+def _in_interpreter_child(request: tuple, timeout: float) -> tuple[Any, int | None, bool]:
+    """Run the request in ``python -c``: (answer or None, exit code, whether it timed out)."""
+    command = [sys.executable, "-c", "from vaereg_core.voxel_safety.sandbox import main; main()"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # the caller's import path
+    with open(request[0], "ab") as log:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env)
+    try:
+        output, _ = process.communicate(pickle.dumps(request), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        return None, process.returncode, True
+    return (pickle.loads(output) if output else None), process.returncode, False
+
+
+def _in_multiprocessing_child(request: tuple, timeout: float) -> tuple[Any, int | None, bool]:
+    """Run the request in a ``multiprocessing`` (spawn) child: (answer or None, exit code, whether it timed out)."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_serve, args=(request, send.send), daemon=True)
+    process.start()
+    send.close()
+    answer, timed_out = None, False
+    try:
+        if receive.poll(timeout):
+            answer = receive.recv()
+        else:
+            timed_out = True
+    except EOFError:  # the child died before answering
+        process.join(5)
+    finally:
+        if process.is_alive() and answer is None:
+            process.kill()
+        process.join()
+        receive.close()
+    return answer, process.exitcode, timed_out
 
 
 def _death(exitcode: int | None, timed_out: bool, timeout: float) -> str:
@@ -131,8 +157,17 @@ def _rebuild(cls: type[VoxelFileError], path: str, reason: str, needs: str | Non
     return error
 
 
-def _child(conn: Connection, log: str, function: str, path: Path, args: tuple) -> None:
-    """Child-process entry: silence stdout/stderr into the log, bound memory, read, send the answer."""
+def main() -> None:
+    """Entry of the ``python -c`` child: the request comes on stdin, the pickled answer goes to stdout."""
+    answers = os.fdopen(os.dup(1), "wb")
+    request = pickle.load(sys.stdin.buffer)
+    _serve(request, lambda answer: pickle.dump(answer, answers, protocol=pickle.HIGHEST_PROTOCOL))
+    answers.close()
+
+
+def _serve(request: tuple, send: Callable[[Any], None]) -> None:
+    """In the child: silence stdout/stderr into the log, bound memory, read, send the answer."""
+    log, function, path, args = request
     log_fd = os.open(log, os.O_WRONLY | os.O_APPEND)
     for fd in (1, 2):
         os.dup2(log_fd, fd)
@@ -140,16 +175,14 @@ def _child(conn: Connection, log: str, function: str, path: Path, args: tuple) -
     _limit_address_space()
     module, name = function.split(":")
     try:
-        conn.send(("ok", getattr(importlib.import_module(module), name)(path, *args)))
+        send(("ok", getattr(importlib.import_module(module), name)(path, *args)))
     except VoxelFileError as exc:
-        conn.send(("error", (type(exc).__name__, exc.path, exc.reason, getattr(exc, "needs", None))))
+        send(("error", (type(exc).__name__, exc.path, exc.reason, getattr(exc, "needs", None))))
     except MemoryError:
-        conn.send(("error", ("CorruptVoxelFileError", os.fspath(path), "reading it needs more memory than its declared size (corrupt)", None)))
+        send(("error", ("CorruptVoxelFileError", os.fspath(path), "reading it needs more memory than its declared size (corrupt)", None)))
     except Exception as exc:  # noqa: BLE001 (every library has its own errors for a corrupt file)
         reason = f"cannot read {path.suffix} file, it is truncated or corrupt ({type(exc).__name__}: {str(exc)[:200]})"
-        conn.send(("error", ("CorruptVoxelFileError", os.fspath(path), reason, None)))
-    finally:
-        conn.close()
+        send(("error", ("CorruptVoxelFileError", os.fspath(path), reason, None)))
 
 
 def _limit_address_space() -> None:
