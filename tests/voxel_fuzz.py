@@ -87,7 +87,8 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
             out[i] ^= 1 << rng.randrange(8)
     elif kind == "zero":
         i = position()
-        out[i : i + rng.randint(1, 1024)] = bytes(len(out[i : i + rng.randint(1, 1024)]))
+        length = rng.randint(1, 1024)
+        out[i : i + length] = bytes(len(out[i : i + length]))
     elif kind == "random":
         i = position()
         length = rng.randint(1, 64)
