@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,8 +25,11 @@ from vaereg_core.cli.arguments import (
     positive_int,
 )
 from vaereg_core.inverse.annealing import AnnealSettings
-from vaereg_core.inverse.targets import TargetError, parse_target
+from vaereg_core.inverse.targets import Target, TargetError, parse_target
 from vaereg_core.voxel_io import atomic_paths, write_voxels
+
+if TYPE_CHECKING:
+    from vaereg_core.inverse.feasibility import Feasibility
 
 VOXEL_FORMATS = ("vti", "npy", "npz", "h5", "tif", "raw")
 
@@ -42,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=nonnegative_int, default=0, help="extra samples around each component mean (default 0)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of those samples")
     p.add_argument("--validate", action="store_true", help="compute each candidate's properties with the FFT solver")
+    p.add_argument("--force", action="store_true", help="design even a target that no two-phase structure can have")
     p.set_defaults(func=_inverse)
 
     p = subparsers.add_parser(
@@ -160,6 +165,16 @@ def _reference_table(model) -> np.ndarray | None:
     return table.properties[:, [PROPERTY_NAMES.index(n) for n in model.property_names]]
 
 
+def _feasibility(target: Target, reference: np.ndarray | None) -> Feasibility:
+    """The target's feasibility for the phases of the shipped dataset (the defaults without it)."""
+    from vaereg_core.dataset.table import read_table
+    from vaereg_core.inverse.feasibility import assess, phases_of
+    from vaereg_core.resources import default_dataset_path
+
+    hard, soft = phases_of(read_table(default_dataset_path()).solver if reference is not None else {})
+    return assess(target, reference=reference, hard=hard, soft=soft)
+
+
 def _write_json(path: Path, data: dict, overwrite: bool) -> None:
     with atomic_paths(path, overwrite=overwrite) as (temp,):
         temp.write_text(json.dumps(data, indent=2))
@@ -173,6 +188,11 @@ def _inverse(args: argparse.Namespace) -> int:
     from vaereg_core.inverse.design import candidates, validate
 
     model, target, reference = _load(args)
+    feasibility = _feasibility(target, reference)
+    if feasibility.verdict == "impossible" and not args.force:
+        raise TargetError(f"target impossible: {feasibility.reasons[0]}; nearest achievable target {feasibility.nearest_text()} (--force designs it anyway)")
+    if not args.json:
+        print(feasibility.line())
     found = candidates(model, target, samples_per_component=args.samples, seed=args.seed, reference=reference)
     if args.validate:
         for c in found:
@@ -182,7 +202,7 @@ def _inverse(args: argparse.Namespace) -> int:
     provenance = _provenance(args, model, target)
     for c in found:
         write_voxels(out / f"{c.label}.{args.format}", c.voxels, metadata={**provenance, **c.to_dict()}, overwrite=args.overwrite)
-    summary = {**provenance, "candidates": [c.to_dict() for c in found]}
+    summary = {**provenance, "feasibility": feasibility.to_dict(), "candidates": [c.to_dict() for c in found]}
     _write_json(out / "candidates.json", summary, args.overwrite)
     if args.json:
         print(json.dumps(summary, indent=2))

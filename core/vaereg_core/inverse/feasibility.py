@@ -192,7 +192,7 @@ def _fraction_range(
     ``above_lower`` at φ = 0 (else: below the soft phase).
     """
     if not below_upper(1.0):
-        return f"{what} is above the hard phase's ({upper} at φ = 1)"
+        return f"{what} exceeds the hard phase's ({upper} at φ = 1)"
     if not above_lower(0.0):
         return f"{what} is below the soft phase's ({lower} at φ = 0)"
     return _Range(_first_true(below_upper), _last_true(above_lower), f"{what} ({upper})", f"{what} ({lower})")
