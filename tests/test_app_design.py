@@ -210,7 +210,7 @@ def test_without_training_data_free_is_disabled_and_the_map_says_why(qtbot, tmp_
     panel = window.target_panel
     for row in panel.rows:
         assert not row.free.isEnabled() and "No training property table" in row.free.toolTip()
-    assert panel.free_note.isVisibleTo(panel)
+    assert panel.free_note.isVisibleTo(panel) and "middle of each range" in panel.free_note.text()
     qtbot.waitUntil(lambda: "No latent map" in window.latent_panel.message.text(), timeout=TIMEOUT_MS)
     assert "dataset file does not exist" in window.latent_panel.message.text()
     # Candidates and annealing from them still work without the map.
@@ -220,6 +220,17 @@ def test_without_training_data_free_is_disabled_and_the_map_says_why(qtbot, tmp_
     with qtbot.waitSignal(window.latent_panel.runFinished, timeout=TIMEOUT_MS) as blocker:
         window.latent_panel.start_run()
     assert blocker.args[0].row.status_text == "done"
+
+
+def test_default_target_is_a_real_test_structure(qtbot, tmp_path, resources, model_path):
+    from vaereg_core.dataset.table import read_table
+    from vaereg_core.inverse.feasibility import default_target
+
+    window = design_window(qtbot, tmp_path, model_path, wait_map=False)
+    expected = default_target(read_table(resources / "dataset" / "elastic.h5"))
+    for row in window.target_panel.rows:
+        assert row.spin.value() == pytest.approx(expected[row.name], abs=0.05) and not row.free.isChecked()  # 0.1 GPa steps
+    assert not window.target_panel.free_note.isVisibleTo(window.target_panel)
 
 
 def test_latent_map_is_cached_beside_the_model_or_in_the_cache_folder(qtbot, tmp_path, resources, model_path, monkeypatch):

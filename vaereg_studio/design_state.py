@@ -24,6 +24,7 @@ from vaereg_core.dataset.table import PROPERTY_NAMES, DatasetError, read_table
 from vaereg_core.errors import VaeRegError
 from vaereg_core.inverse.annealing import AnnealSettings, Cancelled, State
 from vaereg_core.inverse.design import Candidate, Refinement, Validation, candidates, refine
+from vaereg_core.inverse.feasibility import default_target
 from vaereg_core.inverse.latent_map import LatentMap, latent_map
 from vaereg_core.inverse.targets import Target
 from vaereg_core.resources import default_dataset_path
@@ -86,11 +87,15 @@ class TrainingData:
         GPa, columns in the model's property order.
     reason : str
         Empty when the table was read; else one sentence saying why not.
+    default : dict or None
+        The default target: a typical test structure's constants (GPa, the
+        model's properties), None without a table or a test split.
     """
 
     path: Path | None
     properties: np.ndarray | None
     reason: str = ""
+    default: dict[str, float] | None = None
 
 
 def training_data(property_names: tuple[str, ...], path: Path | None = None) -> TrainingData:
@@ -105,7 +110,11 @@ def training_data(property_names: tuple[str, ...], path: Path | None = None) -> 
     if len(table) == 0:
         return TrainingData(path, None, f"The training property table {path.name} is empty, so every property needs a value.")
     columns = [PROPERTY_NAMES.index(n) for n in property_names]
-    return TrainingData(path, table.properties[:, columns].astype(np.float64))
+    try:
+        default = default_target(table, property_names)
+    except ValueError:  # no test split in this table: the panel falls back to mid-range values
+        default = None
+    return TrainingData(path, table.properties[:, columns].astype(np.float64), default=default)
 
 
 # ---------------------------------------------------------------------- candidates

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyvista as pv
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QMouseEvent
@@ -368,7 +367,8 @@ class TargetPanel(QWidget):
         for i, name in enumerate(model.property_names):
             low, high = model.ranges.get(name, (1.0, 100.0))
             row = PropertyRow(name, float(low), float(high), self.grid, i)
-            default = float(np.median(reference[:, i])) if reference is not None else math.sqrt(low * high)
+            # A real test structure's constants (achievable); mid-range values only without the table.
+            default = self.training.default[name] if self.training.default else math.sqrt(low * high)
             row.set_value(_float(stored.get(f"target_{name}"), default))
             can_free = reference is not None
             row.free.setEnabled(can_free)
@@ -378,8 +378,11 @@ class TargetPanel(QWidget):
             row.spin.valueChanged.connect(self._target_changed)
             row.free.toggled.connect(self._target_changed)
             self.rows.append(row)
-        self.free_note.setText("" if reference is not None else f"“free” is off: {self.training.reason}")
-        self.free_note.setVisible(reference is None)
+        notes = [] if reference is not None else [f"“free” is off: {self.training.reason}"]
+        if self.training.default is None:
+            notes.append("The default target is the middle of each range, not a real structure's constants.")
+        self.free_note.setText(" ".join(notes))
+        self.free_note.setVisible(bool(notes))
         self._target_changed()
         # Shown after the rows exist: widgets added to an already visible parent stay hidden.
         self.message.hide()
