@@ -28,19 +28,23 @@ fraction φ that is the same for all of them:
   ``K_HS-(φ) ≤ K_V ≤ K_HS+(φ)``. (HS bounds on shear moduli need statistical
   isotropy and are not used.)
 
-These hold for the continuum and for the solver's discretisation (Voigt–Reuss
-exactly; every structure of the shipped dataset passes all of them); a slack
-of ``1e-4`` of the hard phase's C11 allows for rounding. A target failing one
-is *impossible*. Passing them does not make a target achievable.
+All hold for the continuum. For the solver's discretisation Voigt–Reuss and
+positive definiteness are exact too; the Hashin–Shtrikman argument is the
+continuum's (every structure of the shipped dataset passes it, with its
+volume fraction inside the allowed range). A slack of ``1e-4`` of the hard
+phase's C11 allows for rounding. A target failing one is *impossible*.
+Passing them does not make a target achievable.
 
 *Data* — the distance (root mean square of the log ratios over the given
 constants, ≈ relative) from the target to the nearest structure of the
 property table (the dataset's property cloud). Within three times the cloud's
 local spacing (the median nearest-neighbour distance of the ten structures
 nearest the target, in the same constants; at least ``tolerance``, 2 %) the
-target is *achievable*: a real structure has it, or one between real
-structures does (98 % of the test split's structures are inside the training
-split's cloud by this rule). Farther away it is *outside the data*. The nearest structure's given constants are the *nearest
+target is *achievable*: a real structure has it, or it lies among real
+structures as closely as they lie to each other (98 % of the test split's
+structures, all six constants, are inside the training split's cloud by this
+rule; this is an empirical criterion, not a proof). Farther away it is
+*outside the data*. The nearest structure's given constants are the *nearest
 achievable target*; free constants stay free (they are reported from that
 structure in ``nearest_constants`` only).
 
