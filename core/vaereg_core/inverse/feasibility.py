@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -121,7 +121,7 @@ class Feasibility:
     threshold: float | None = None
     nearest_row: int | None = None
     nearest_constants: dict[str, float] | None = None
-    fractions: tuple[float, float] | None = field(default=None)
+    fractions: tuple[float, float] | None = None
 
     def nearest_text(self) -> str:
         """``C11=35.2 C22=30.1 GPa``, or a sentence saying there is no nearest target."""
