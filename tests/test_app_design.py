@@ -112,6 +112,9 @@ def test_find_validate_open_and_export_a_candidate(qtbot, tmp_path, resources, m
     set_target(window, {"C11": 40.0, "C22": 40.0, "C33": 40.0, "C12": None, "C13": None, "C23": None})
     assert not panel.warning.isVisibleTo(panel)
 
+    threads = record_threads(monkeypatch, "validate_in_process")
+    results = []
+    panel.validated.connect(lambda label, validation: results.append(label))
     started = time.perf_counter()
     found = find(qtbot, window, samples=1)
     print(f"find candidates (K = 3, 1 sample each, 19³) to all cards drawn: {1e3 * (time.perf_counter() - started):.0f} ms")
@@ -132,13 +135,7 @@ def test_find_validate_open_and_export_a_candidate(qtbot, tmp_path, resources, m
     assert len(window.latent_panel.candidate_marks.data) == 6
     assert window.latent_panel.start_combo.count() == 6
 
-    # Validate all six at once, each on a worker thread.
-    threads = record_threads(monkeypatch, "validate_in_process")
-    results = []
-    panel.validated.connect(lambda label, validation: results.append(label))
-    qtbot.mouseClick(cards[0].validate_button, Qt.MouseButton.LeftButton)
-    for card in cards[1:]:
-        card.validate_button.click()  # QTest's rapid clicks can merge into a double click
+    # All six are validated in the background as soon as they are shown, each on a worker thread.
     qtbot.waitUntil(lambda: len(results) == 6, timeout=TIMEOUT_MS)
     assert sorted(results) == sorted(c.label for c in found)
     assert len(threads) == 6 and threading.main_thread().ident not in threads
@@ -342,8 +339,6 @@ def test_annealing_runs_side_by_side_on_workers_and_cancel_fast(qtbot, tmp_path,
 
 def test_validation_can_be_cancelled(qtbot, tmp_path, resources, model_path, monkeypatch):
     window = design_window(qtbot, tmp_path, model_path, wait_map=False)
-    find(qtbot, window)
-    card = window.target_panel.visible_cards()[0]
     # A stand-in solve that runs until cancelled (the real child process is tested below).
     from vaereg_core.inverse.annealing import Cancelled
 
@@ -353,7 +348,8 @@ def test_validation_can_be_cancelled(qtbot, tmp_path, resources, model_path, mon
         raise Cancelled("validation cancelled")
 
     monkeypatch.setattr("vaereg_studio.design_state.validate_in_process", endless)
-    window.target_panel.validate_card(card)
+    find(qtbot, window)  # starts validating every card in the background
+    card = window.target_panel.visible_cards()[0]
     assert card.validate_button.text() == "Cancel"
     with qtbot.waitSignal(window.target_panel.validated, timeout=TIMEOUT_MS) as blocker:
         started = time.perf_counter()

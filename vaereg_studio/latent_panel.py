@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 POLL_MS = 100
 RUN_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
 MAP_STRUCTURES = 2000
+DESIGN_COLOUR = "#1b7f3b"  # the verified designs' green, as on their cards
 ANNEAL_DEFAULTS: dict[str, Any] = {"iterations": 200, "temperature": 0.05, "step": 0.5, "seed": 0, "prior_weight": 0.0, "colour_by": ""}
 
 
@@ -249,6 +250,8 @@ class LatentPanel(QWidget):
         self.candidate_marks.setZValue(10)
         self.plot.addItem(self.candidate_marks)
         self.candidate_labels: list[pg.TextItem] = []
+        self.designs: list[tuple[str, np.ndarray]] = []  # (label, latent path) of the verified designs
+        self.design_items: list[pg.GraphicsObject] = []
         self.click_mark = pg.ScatterPlotItem(size=18, symbol="+", pen=pg.mkPen("k", width=2), brush=pg.mkBrush("k"))
         self.click_mark.setZValue(11)
         self.plot.addItem(self.click_mark)
@@ -256,7 +259,7 @@ class LatentPanel(QWidget):
         self.graphics.addItem(self.colour_bar, row=0, col=1)
         self.graphics.scene().sigMouseClicked.connect(self._scene_clicked)
         body.addWidget(self.graphics, 1)
-        hint = QLabel("Click the map to decode that point; the stars are the current candidates.")
+        hint = QLabel("Click the map to decode that point; the stars are the current candidates, the diamonds the verified designs.")
         hint.setStyleSheet("color: gray;")
         hint.setWordWrap(True)
         body.addWidget(hint)
@@ -401,6 +404,7 @@ class LatentPanel(QWidget):
         self.map_info.setText(f"PC1 {100 * v1:.0f} %, PC2 {100 * v2:.0f} % of variance")
         self._recolour(self.colour_combo.currentText())
         self._mark_candidates()
+        self._draw_designs()
         for run in self.runs:  # runs started before the map was ready
             run.draw(m)
         self.plot.autoRange()
@@ -444,6 +448,30 @@ class LatentPanel(QWidget):
             self.plot.addItem(text)
             self.candidate_labels.append(text)
         self.plot.autoRange()  # candidates may lie outside the training data's cloud
+
+    def set_designs(self, designs: list[tuple[str, np.ndarray]]) -> None:
+        """The verified designs: each one's way through latent space, ending in a diamond with its label."""
+        self.designs = list(designs)
+        self._draw_designs()
+
+    def _draw_designs(self) -> None:
+        for item in self.design_items:
+            self.plot.removeItem(item)
+        self.design_items = []
+        if self.map is None:
+            return
+        for label, path in self.designs:
+            xy = self.map.project(np.asarray(path))
+            curve = pg.PlotDataItem(xy[:, 0], xy[:, 1], pen=pg.mkPen(DESIGN_COLOUR, width=2, style=Qt.PenStyle.DashLine))
+            end = pg.ScatterPlotItem(pos=xy[-1:], size=14, symbol="d", pen=pg.mkPen("k"), brush=pg.mkBrush(DESIGN_COLOUR))
+            text = pg.TextItem(label, color=DESIGN_COLOUR, anchor=(0, 0))
+            text.setPos(*xy[-1])
+            for z, item in enumerate((curve, end, text)):
+                item.setZValue(7 + z)
+                self.plot.addItem(item)
+                self.design_items.append(item)
+        if self.designs:
+            self.plot.autoRange()
 
     def _update_start_choices(self) -> None:
         current = self.start_combo.currentText()

@@ -15,7 +15,7 @@ from superqt.utils import WorkerBase, create_worker
 from vaereg_core import voxel_io
 from vaereg_core.errors import NotBinaryError
 from vaereg_core.resources import default_model_path, default_sample_path
-from vaereg_studio import model_state
+from vaereg_studio import model_state, physics_process
 from vaereg_studio import APP_NAME, ORGANIZATION, __version__
 from vaereg_studio.design_state import TrainingData, model_identity, training_data
 from vaereg_studio.dialogs import ask_index, ask_threshold, confirm_overwrite, describe_exception, show_about, show_error
@@ -115,6 +115,7 @@ class MainWindow(QMainWindow):
         self.latent_panel = LatentPanel(self, self.target_panel.target)
         self.latent_panel.cache_dir = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.CacheLocation)) / "latent-maps"
         self.target_panel.candidatesShown.connect(self.latent_panel.set_candidates)
+        self.target_panel.design_box.designsShown.connect(self.latent_panel.set_designs)
         self._show_model_state()
         self.docks = {
             "view": self._add_dock("View", "viewDock", self.view_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
@@ -386,6 +387,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Loading model {path.name}…")
 
         def load() -> tuple[Any, TrainingData, str]:
+            physics_process.start_server()  # validations and designs then start in a fraction of a second
             model = model_state.load(path)
             return model, training_data(tuple(model.property_names)), model_identity(path)
 

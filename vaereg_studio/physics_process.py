@@ -1,4 +1,4 @@
-"""Physics validation in a child process, so the solver never holds the UI process's GIL.
+"""Physics work (validation, verified design) in a child process, so the solver never holds the UI process's GIL.
 
 The FFT solver on small grids is many short NumPy calls: run on a thread it
 holds the GIL most of the time, and the UI thread waited up to 200–400 ms for
@@ -34,7 +34,8 @@ from vaereg_core.inverse.annealing import Cancelled
 from vaereg_core.inverse.design import validate
 from vaereg_core.inverse.targets import Target
 
-_PRELOAD = ["vaereg_core.inverse.design", "vaereg_core.physics"]
+# The model code (torch, seconds to import) too: a design's child then only loads the weights.
+_PRELOAD = ["vaereg_core.inverse.design", "vaereg_core.physics", "vaereg_core.model.inference", "vaereg_core.inverse.verified"]
 _context: Any = None
 
 
@@ -48,16 +49,31 @@ def _get_context() -> Any:
     return _context
 
 
-def _child(conn: Connection, voxels: np.ndarray, target: Target) -> None:
-    """Child-process entry: validate and send ``(True, Validation)`` or ``(False, message)``."""
+def start_server() -> None:
+    """Start the forkserver now (on a worker: it imports the solver and torch), so the first child starts at once."""
+    if _get_context().get_start_method() == "forkserver":
+        multiprocessing.forkserver.ensure_running()
+
+
+def _child(conn: Connection, function: Callable[..., Any], args: tuple) -> None:
+    """Child-process entry: run ``function(*args, report)`` and send its answer.
+
+    ``report(message)`` sends ``("progress", message)``; the end is
+    ``("result", value)`` or ``("error", text)``.
+    """
     os.nice(10)  # background work: the UI process gets the CPU first
     try:
-        conn.send((True, validate(voxels, target)))
+        conn.send(("result", function(*args, lambda message: conn.send(("progress", message)))))
     except BaseException as exc:  # noqa: BLE001 (every failure goes back as a message)
         # Exceptions with their own constructor arguments do not always unpickle: send text.
-        conn.send((False, str(exc) if isinstance(exc, VaeRegError) else f"{type(exc).__name__}: {exc}"))
+        conn.send(("error", str(exc) if isinstance(exc, VaeRegError) else f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
+
+
+def _validate(voxels: np.ndarray, target: Target, report: Callable[[Any], None]) -> Any:
+    """The validation as a child function (it reports nothing until it ends)."""
+    return validate(voxels, target)
 
 
 def _start_unless_cancelled(process: Any, send: Connection, cancel: Callable[[], bool], poll_s: float) -> bool:
@@ -103,35 +119,78 @@ def validate_in_process(voxels: np.ndarray, target: Target, cancel: Callable[[],
     Raises
     ------
     Cancelled
+        ``cancel()`` became true (seen within ``poll_s``).
+    VaeRegError
+        The solver failed (its message), or the child died without an answer.
+    """
+    return run_in_process(_validate, (np.ascontiguousarray(voxels), target), cancel, poll_s=poll_s, what="validation")
+
+
+def run_in_process(
+    function: Callable[..., Any],
+    args: tuple,
+    cancel: Callable[[], bool],
+    progress: Callable[[Any], None] | None = None,
+    poll_s: float = 0.05,
+    what: str = "physics",
+) -> Any:
+    """``function(*args, report)`` in a child process; its return value (call from a worker thread).
+
+    Parameters
+    ----------
+    function : callable
+        A module-level function (the child imports it by name); its last
+        argument ``report`` sends a picklable message back.
+    args : tuple
+        Picklable arguments.
+    cancel : callable
+        Polled every ``poll_s`` seconds.
+    progress : callable, optional
+        Called here (on the calling thread) with each reported message.
+    what : str
+        Names the work in the messages ("validation cancelled").
+
+    Raises
+    ------
+    Cancelled
         ``cancel()`` became true (seen within ``poll_s``); the child is killed and
         not waited for: on a loaded machine a niced child can take seconds to be
         scheduled to die, and a cancel must return at once.
     VaeRegError
-        The solver failed (its message), or the child died without an answer.
+        ``function`` failed (its message), or the child died without an answer.
     """
     if cancel():
-        raise Cancelled("validation cancelled")
+        raise Cancelled(f"{what} cancelled")
     context = _get_context()
     receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(send, np.ascontiguousarray(voxels), target), daemon=True)
+    process = context.Process(target=_child, args=(send, function, args), daemon=True)
     if not _start_unless_cancelled(process, send, cancel, poll_s):
         receive.close()
-        raise Cancelled("validation cancelled")
+        raise Cancelled(f"{what} cancelled")
     cancelled = False
     try:
-        while not receive.poll(poll_s):
+        while True:
             if cancel():
                 cancelled = True
-                raise Cancelled("validation cancelled")
-            if not process.is_alive() and not receive.poll():
-                raise VaeRegError(f"the physics process ended without an answer (exit code {process.exitcode})")
-        ok, value = receive.recv()
+                raise Cancelled(f"{what} cancelled")
+            if not receive.poll(poll_s):
+                if not process.is_alive() and not receive.poll():
+                    raise VaeRegError(f"the physics process ended without an answer (exit code {process.exitcode})")
+                continue
+            try:
+                kind, value = receive.recv()
+            except EOFError:  # the child died (killed, out of memory) and its end of the pipe closed
+                raise VaeRegError(f"the physics process ended without an answer (exit code {process.exitcode})") from None
+            if kind != "progress":
+                break
+            if progress is not None:
+                progress(value)
     finally:
         if process.is_alive():
             process.kill()
         if not cancelled:
             process.join(timeout=5)
         receive.close()
-    if not ok:
+    if kind == "error":
         raise VaeRegError(value)
     return value

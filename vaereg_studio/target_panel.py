@@ -125,6 +125,7 @@ class CandidateCard(QFrame):
 
     openRequested = Signal(object)
     validateRequested = Signal(object)
+    physics_header = "physics"  # the column of solver-computed constants
 
     def __init__(self, background: str, colour: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -200,7 +201,7 @@ class CandidateCard(QFrame):
     def _fill_table(self, cancelled: bool = False) -> None:
         c, target = self.found.candidate, self.target
         goals = target.as_dict()
-        rows = ["<tr><th></th><th align='right'>predicted</th><th align='right'>physics</th><th align='right'>error</th></tr>"]
+        rows = [f"<tr><th></th><th align='right'>predicted</th><th align='right'>{self.physics_header}</th><th align='right'>error</th></tr>"]
         for name, mean, std in zip(c.property_names, c.predicted, c.predicted_std):
             # Placeholders keep the label's size: a card that changes size re-lays out (and redraws) them all.
             physics = error = "—"
@@ -209,12 +210,13 @@ class CandidateCard(QFrame):
                 physics = f"{achieved:.1f}"
                 error = f"{100 * (achieved - goals[name]) / goals[name]:+.1f} %" if name in goals else "free"
             rows.append(f"<tr><td>{name}</td><td align='right'>{mean:.1f} ± {std:.1f}</td><td align='right'>{physics}</td><td align='right'>{error}</td></tr>")
-        note = "not validated yet"
+        self.table.setText(f"<table style='font-size: small' cellspacing='2'>{''.join(rows)}</table><small>GPa<br>{self.note(cancelled)}</small>")
+
+    def note(self, cancelled: bool = False) -> str:
+        """The line under the table: whether and how the candidate was validated."""
         if self.validation is not None:
-            note = f"FFT solver {self.validation.seconds:.1f} s · mean |error| {100 * self.validation.mean_relative_error:.1f} %"
-        elif cancelled:
-            note = "validation cancelled"
-        self.table.setText(f"<table style='font-size: small' cellspacing='2'>{''.join(rows)}</table><small>GPa<br>{note}</small>")
+            return f"FFT solver {self.validation.seconds:.1f} s · mean |error| {100 * self.validation.mean_relative_error:.1f} %"
+        return "validation cancelled" if cancelled else "not validated yet"
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt override)
         """A click anywhere on the card (outside the 3-D view and buttons) opens the candidate."""
@@ -318,6 +320,11 @@ class TargetPanel(QWidget):
         self.find_button.clicked.connect(self.find_candidates)
         box_layout.addWidget(self.find_button)
         layout.addWidget(self.target_box)
+        # Imported here: the design box's cards build on this module's CandidateCard.
+        from vaereg_studio.design_panel import DesignBox
+
+        self.design_box = DesignBox(self)
+        layout.addWidget(self.design_box)
 
         self.status = QLabel()
         self.status.setObjectName("candidateStatus")
@@ -332,7 +339,7 @@ class TargetPanel(QWidget):
         self.card_grid.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.scroll.setWidget(self.card_area)
         self.scroll.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.scroll.viewport().installEventFilter(_ResizeWatcher(self._reflow, self))
+        self.scroll.viewport().installEventFilter(_ResizeWatcher(self.reflow, self))
         layout.addWidget(self.scroll, 1)
         self.samples.valueChanged.connect(self._save_values)
         self.seed.valueChanged.connect(self._save_values)
@@ -344,6 +351,7 @@ class TargetPanel(QWidget):
         """Build the controls for ``model``'s properties (``None``: say why there is none)."""
         self.model, self.model_identity = model, identity
         self._search_token += 1  # results of a search for the previous model are dropped
+        self.design_box.reset()
         for row in self.rows:
             for widget in row.widgets():
                 widget.deleteLater()
@@ -357,6 +365,7 @@ class TargetPanel(QWidget):
             self.message.setText(f"<b>Target properties and candidates</b><p>{why}</p><p>This panel needs a trained VAE-Regression model (File → Open Model…).</p>")
             self.message.show()
             self.target_box.hide()
+            self.design_box.hide()
             self.scroll.hide()
             return
         self.training = training or TrainingData(None, None, "No training property table was looked for.")
@@ -387,6 +396,7 @@ class TargetPanel(QWidget):
         # Shown after the rows exist: widgets added to an already visible parent stay hidden.
         self.message.hide()
         self.target_box.show()
+        self.design_box.show()
         self.scroll.show()
 
     # ------------------------------------------------------------------ target
@@ -411,12 +421,22 @@ class TargetPanel(QWidget):
             self.problem.show()
             self.warning.hide()
             self.find_button.setEnabled(False)
+            self.design_box.target_changed(usable=False)
             return
         self.problem.hide()
         self.find_button.setEnabled(True)
+        self.design_box.target_changed(usable=True)
         self.warning.setText(extrapolation_text(target, self.model.ranges))
         self.warning.setVisible(bool(target.extrapolated))
         self._save_values()
+
+    def set_target_values(self, values: dict[str, float]) -> None:
+        """Set these properties' targets (GPa) and constrain them; the others stay as they are."""
+        for row in self.rows:
+            if row.name in values:
+                row.free.setChecked(False)
+                row.set_value(values[row.name])
+        self._target_changed()
 
     def _save_values(self) -> None:
         values: dict[str, Any] = {"samples": self.samples.value(), "seed": self.seed.value()}
@@ -465,8 +485,11 @@ class TargetPanel(QWidget):
         if token != self._search_token:
             return
         if index == len(self.found):
-            self._reflow()
+            self.reflow()
             self.candidatesShown.emit([f.candidate for f in self.found])
+            for card in self.visible_cards():  # validated in the background, one compute slot each
+                if card.token is None:
+                    self.validate_card(card)
             return
         if index == len(self.cards):
             options = self.host.viewer.options
@@ -474,7 +497,7 @@ class TargetPanel(QWidget):
             card.openRequested.connect(self.open_card)
             card.validateRequested.connect(self.validate_card)
             self.cards.append(card)
-            self._reflow()
+            self.reflow()
         card = self.cards[index]
         if card.token is not None:
             card.token.cancel()  # a validation of the previous candidate in this card is obsolete
@@ -482,12 +505,13 @@ class TargetPanel(QWidget):
         card.show_candidate(self.found[index], self.search_target)
         QTimer.singleShot(0, lambda: self._fill_card(index + 1, token))
 
-    def _reflow(self) -> None:
-        """Lay the visible cards out in as many columns as the panel is wide."""
-        visible = [c for c in self.cards if not c.isHidden()]
+    def reflow(self) -> None:
+        """Lay the visible cards out (designs first) in as many columns as the panel is wide."""
+        cards = [*self.design_box.cards, *self.cards]
+        visible = [c for c in cards if not c.isHidden()]
         spacing = max(self.card_grid.horizontalSpacing(), 0)
         columns = max(1, (self.scroll.viewport().width() + spacing) // (CARD_WIDTH + spacing))
-        for card in self.cards:
+        for card in cards:
             self.card_grid.removeWidget(card)
         for i, card in enumerate(visible):
             self.card_grid.addWidget(card, i // columns, i % columns, Qt.AlignmentFlag.AlignTop)
@@ -526,13 +550,15 @@ class TargetPanel(QWidget):
         self.host.run_worker(validate_structure, found.candidate.voxels, target, token, on_result=done, on_error=failed)
 
     def cancel_validations(self) -> None:
-        """Stop every running validation."""
+        """Stop every running validation and design."""
+        self.design_box.cancel()
         for card in self.cards:
             if card.token is not None:
                 card.token.cancel()
 
     def close_views(self) -> None:
         """Release the cards' render windows (before the window goes)."""
+        self.design_box.close_views()
         for card in self.cards:
             card.close_view()
 
