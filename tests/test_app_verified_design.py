@@ -198,3 +198,29 @@ def test_an_impossible_target_asks_and_offers_the_nearest(qtbot, window):
     box.question.button(QMessageBox.StandardButton.Cancel).click()
     qtbot.waitUntil(lambda: box.question is None, timeout=TIMEOUT_MS)
     assert not box.running and box.button.text() == "Design"
+
+
+def test_the_design_process_refuses_a_model_file_changed_since_it_was_loaded(tmp_path):
+    from vaereg_core.errors import VaeRegError
+    from vaereg_core.inverse.targets import parse_target
+    from vaereg_core.inverse.verified import DesignSettings
+    from vaereg_studio.design_process import DesignJob
+    from vaereg_studio.design_state import CancelToken
+
+    path = save_tiny_model(tmp_path / "c11.pt", components=2, properties=("C11",))
+    target = parse_target({"C11": 30.0}, ("C11",))
+    job = DesignJob(path, "another model's checksum", "cpu", target, DesignSettings(seconds=5), None)
+    with pytest.raises(VaeRegError, match="c11.pt has changed since the app loaded it"):
+        vaereg_studio.design_worker.run_design(job, lambda entry: None, CancelToken())
+
+
+def test_a_designs_path_is_its_chains_running_best():
+    from vaereg_core.inverse.verified import VerifiedState
+    from vaereg_studio.design_process import chain_path
+
+    def state(call: int, chain: int, error: float) -> VerifiedState:
+        return VerifiedState(np.full(2, float(call)), np.zeros((2, 2, 2), np.uint8), np.ones(1), error, chain, "", call, 0.0)
+
+    states = [state(1, 0, 0.5), state(2, 1, 0.1), state(3, 0, 0.6), state(4, 0, 0.3), state(5, 0, 0.2), state(6, 0, 0.05)]
+    np.testing.assert_array_equal(chain_path(states, states[4])[:, 0], [1, 4, 5])
+    assert len(chain_path(states, states[4], max_points=2)) == 2

@@ -52,7 +52,10 @@ def _get_context() -> Any:
 def start_server() -> None:
     """Start the forkserver now (on a worker: it imports the solver and torch), so the first child starts at once."""
     if _get_context().get_start_method() == "forkserver":
-        multiprocessing.forkserver.ensure_running()
+        try:
+            multiprocessing.forkserver.ensure_running()
+        except OSError:  # no process could be started now: the first validation tries again and says why
+            pass
 
 
 def _child(conn: Connection, function: Callable[..., Any], args: tuple) -> None:
