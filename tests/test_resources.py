@@ -33,3 +33,13 @@ def test_every_shipped_training_configuration_loads():
     assert len(configs) >= 8
     stages = {load_config(path).train.stage for path in configs}
     assert stages == {"joint", "decoder", "generative"}
+
+
+def test_the_default_model_comes_with_its_forward_ensemble():
+    from vaereg_core.model.inference import load_model
+
+    model = load_model(default_model_path(), "cpu")
+    assert model.forward is not None, model.forward_note
+    assert model.describe_forward().startswith("ensemble of 3") and model.symmetries == "cyclic"
+    fitted = model.forward.fitted
+    assert fitted["split"] == "val" and set(fitted["test_MAPE"]) == set(model.property_names)

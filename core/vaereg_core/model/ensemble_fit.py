@@ -71,8 +71,9 @@ def cached_predictions(
     tag: str,
     max_structures: int | None = None,
     progress: Progress | None = None,
+    latents: bool = True,
 ) -> SplitPredictions:
-    """``model.predict_transformed`` (with latents for a generative model) over a split, resumable through ``.npz`` files in ``cache``.
+    """``model.predict_transformed`` (with latents for a generative model, unless not ``latents``) over a split, resumable through ``.npz`` files in ``cache``.
 
     A finished cache of the same member, split and structures that holds
     every requested symmetry (e.g. all six permutations for the cyclic three)
@@ -82,7 +83,7 @@ def cached_predictions(
     columns = [ALL_PROPERTIES.index(n) for n in model.property_names]
     truth = structures.properties[:, columns]
     codes = np.array([s.code for s in symmetries])
-    latents = model.is_generative
+    latents = latents and model.is_generative
     cache.mkdir(parents=True, exist_ok=True)
     stem = f"{model.file.checksum[:16]}-{split}-{len(truth)}"
     for stored_path in sorted(cache.glob(f"{stem}-*.npz")):
@@ -121,7 +122,7 @@ def _mape(mean: np.ndarray, truth: np.ndarray) -> list[float]:
 def symmetry_study(model: LoadedModel, data, cache: Path, structures: int, progress: Progress | None = None) -> dict[str, dict]:
     """MAPE on ``structures`` test structures for each symmetry set, from one run over all 48 (forward passes per structure beside)."""
     every = symmetries_for(model.property_names, "all")
-    predictions = cached_predictions(model, data, "test", every, cache, tag="all", max_structures=structures, progress=progress)
+    predictions = cached_predictions(model, data, "test", every, cache, tag="all", max_structures=structures, progress=progress, latents=False)
     rows = {}
     for which in SYMMETRY_SETS:
         subset = set(symmetries_for(model.property_names, which))
