@@ -96,7 +96,6 @@ def candidate_latency(window, folder: str, repeats: int) -> list[tuple[str, floa
 
     from vaereg_core.inverse.design import candidates
     from vaereg_core.resources import default_model_path
-    from vaereg_studio.model_state import load
 
     path = default_model_path()
     name = "bundled model"

@@ -38,6 +38,16 @@ def sample_file(tmp_path: Path) -> Path:
     return voxel_io.write_voxels(path, voxels)
 
 
+def synthetic_resources(folder: Path, monkeypatch) -> Path:
+    """A resources folder holding only the synthetic 19³ dataset (with voxels), set as VAEREG_RESOURCES."""
+    from model_helpers import write_synthetic_dataset
+
+    (folder / "dataset").mkdir(parents=True)
+    write_synthetic_dataset(folder / "dataset" / "elastic.h5")
+    monkeypatch.setenv("VAEREG_RESOURCES", str(folder))
+    return folder
+
+
 def rgb(colour: str) -> np.ndarray:
     """``#rrggbb`` as an int array."""
     c = QColor(colour)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_helpers import TIMEOUT_MS, open_window, save_artifact
+from app_helpers import TIMEOUT_MS, open_window, save_artifact, synthetic_resources
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
@@ -22,7 +22,6 @@ from vaereg_core import voxel_io
 
 pytest.importorskip("vaereg_core.model.inference")
 from inverse_helpers import save_tiny_model  # noqa: E402
-from model_helpers import write_synthetic_dataset  # noqa: E402
 
 import vaereg_studio.design_worker  # noqa: E402
 from vaereg_studio.latency import EventLoopProbe  # noqa: E402
@@ -32,12 +31,7 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture
 def resources(tmp_path, monkeypatch) -> Path:
-    """A resources folder holding only the synthetic 19³ dataset, set as VAEREG_RESOURCES."""
-    folder = tmp_path / "resources"
-    (folder / "dataset").mkdir(parents=True)
-    write_synthetic_dataset(folder / "dataset" / "elastic.h5")
-    monkeypatch.setenv("VAEREG_RESOURCES", str(folder))
-    return folder
+    return synthetic_resources(tmp_path / "resources", monkeypatch)
 
 
 @pytest.fixture

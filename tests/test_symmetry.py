@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from vaereg_core.microstructure import Recipe
 from vaereg_core.model.inference import combine_gaussians
 from vaereg_core.symmetry import CubeSymmetry, cube_symmetries, symmetries_for
 from vaereg_core.physics import homogenize

@@ -46,7 +46,7 @@ def _phase(option: str, values: list[float]):
 
 
 def _homogenize(args: argparse.Namespace) -> int:
-    from vaereg_core.physics import DEFAULT_TOL, Phase, homogenize
+    from vaereg_core.physics import DEFAULT_TOL, homogenize
     from vaereg_core.physics.bounds import hashin_shtrikman_c11
     from vaereg_core.physics.solver import DEFAULT_MAX_ITER
     from vaereg_core.voxel_io import read_voxels

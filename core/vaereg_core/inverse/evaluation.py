@@ -27,7 +27,7 @@ import numpy as np
 
 from vaereg_core.inverse.annealing import AnnealSettings
 from vaereg_core.inverse.design import candidates, refine, validate
-from vaereg_core.inverse.targets import Target, parse_target
+from vaereg_core.inverse.targets import parse_target
 
 #: The paper's two-morphology C11 targets (GPa, Table 6) and what it reports.
 PAPER_C11_TARGETS = (20.0, 25.0, 30.0, 35.0, 40.0, 50.0, 60.0, 80.0)
