@@ -75,7 +75,8 @@ def test_train_and_predict_commands(data, tmp_path, capsys):
     structure = (np.random.default_rng(0).random((19, 19, 19)) > 0.5).astype(np.uint8)
     files = [write_voxels(tmp_path / f"s{i}.npy", structure) for i in range(2)]
     assert main(["predict", *map(str, files), "--model", str(run / "model.pt"), "--device", "cpu"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.startswith("forward model: VAE-Reg regressor alone")  # no ensemble manifest beside the run's model
     assert len(lines) == 2 and lines[0].startswith(str(files[0])) and "C11" in lines[0] and "±" in lines[0] and lines[0].endswith("GPa")
     assert main(["predict", str(files[0]), "--model", str(run), "--json", "--device", "cpu"]) == 0
     record = json.loads(capsys.readouterr().out)
@@ -83,8 +84,9 @@ def test_train_and_predict_commands(data, tmp_path, capsys):
     write_voxels(tmp_path / "big.npy", np.zeros((21, 21, 21), np.uint8))
     assert main(["predict", str(tmp_path / "big.npy"), "--model", str(run), "--device", "cpu"]) == 2
     assert "19x19x19" in capsys.readouterr().err
-    assert main(["predict", str(files[0]), "--model", str(tmp_path / "absent.pt")]) == 2
-    assert "no such model file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:  # refused while the options are parsed
+        main(["predict", str(files[0]), "--model", str(tmp_path / "absent.pt")])
+    assert stopped.value.code == 2 and "absent.pt: does not exist" in capsys.readouterr().err
 
 
 def test_train_time_limit_stops_after_a_whole_epoch(data, tmp_path, capsys):

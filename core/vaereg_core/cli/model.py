@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from vaereg_core.cli.arguments import device, existing_file, existing_path, key_value, model_or_default, nonnegative_int, output_dir, output_file, positive_float, positive_int
+from vaereg_core.cli.arguments import device, existing_file, existing_path, key_value, model_or_default, nonnegative_float, nonnegative_int, output_dir, output_file, positive_float, positive_int
 from vaereg_core.dataset.subsets import SUBSETS
 
 
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=positive_int, help="override train.max_epochs")
     p.add_argument("--seed", type=nonnegative_int, help="override train.seed")
     p.add_argument("--split-seed", type=nonnegative_int, help="override the dataset's split seed (repeated random splits)")
-    p.add_argument("--time-limit", type=positive_float, metavar="MINUTES",
+    p.add_argument("--time-limit", type=nonnegative_float, metavar="MINUTES",
                    help="stop after the last epoch that ends within this wall time (leased machines, sessions)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
