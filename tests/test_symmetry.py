@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vaereg_core.model.inference import combine_gaussians
+from vaereg_core.model.ensemble import MemberPrediction
 from vaereg_core.symmetry import CubeSymmetry, cube_symmetries, symmetries_for
 from vaereg_core.physics import homogenize
 
@@ -53,7 +53,8 @@ def test_single_constant_models_keep_only_the_symmetries_that_fix_it():
 def test_combining_adds_the_spread_to_the_mean_variance():
     mean = np.array([[[1.0, 2.0], [3.0, 2.0]]])  # (N=1, T=2, P=2)
     var = np.full_like(mean, 0.5)
-    point, total = combine_gaussians(mean, var)
+    part = MemberPrediction.from_transformed(mean, var)
+    point, total = part.mean, part.variance
     np.testing.assert_allclose(point, [[2.0, 2.0]])
     np.testing.assert_allclose(total, [[1.5, 0.5]])
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -71,6 +72,18 @@ class CubeSymmetry:
         out = np.empty_like(values)
         out[..., list(self.constant_sources(names))] = values
         return out
+
+
+def map_back(values: np.ndarray, symmetries: Sequence[CubeSymmetry], names: tuple[str, ...]) -> np.ndarray:
+    """Constants predicted for each symmetric copy (N, T, P) -> estimates of the original's constants (N, T, P).
+
+    >>> map_back(np.array([[[1.0, 2.0, 3.0]]]), [CubeSymmetry((1, 2, 0))], ("C11", "C22", "C33")).tolist()
+    [[[3.0, 1.0, 2.0]]]
+    """
+    out = np.empty_like(values)
+    for t, symmetry in enumerate(symmetries):
+        out[:, t] = symmetry.to_original(values[:, t], tuple(names))
+    return out
 
 
 def cube_symmetries(which: str = "all") -> tuple[CubeSymmetry, ...]:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from vaereg_core.errors import ModelFileError
-from vaereg_core.symmetry import SYMMETRY_SETS, symmetries_for
+from vaereg_core.symmetry import SYMMETRY_SETS, map_back, symmetries_for
 
 if TYPE_CHECKING:
     from vaereg_core.model.inference import LoadedModel
@@ -56,8 +56,18 @@ class MemberPrediction:
 
     @classmethod
     def from_transformed(cls, mean: np.ndarray, var: np.ndarray) -> "MemberPrediction":
-        """From :meth:`LoadedModel.predict_transformed`'s (N, T, P) arrays."""
+        """From :meth:`LoadedModel.predict_transformed`'s (N, T, P) arrays: an equal-weight mixture over the copies.
+
+        >>> p = MemberPrediction.from_transformed(np.array([[[1.0, 2.0], [3.0, 2.0]]]), np.full((1, 2, 2), 0.5))
+        >>> p.mean.tolist(), p.variance.tolist()
+        ([[2.0, 2.0]], [[1.5, 0.5]])
+        """
         return cls(mean.mean(1), var.mean(1), mean.var(1))
+
+    @property
+    def variance(self) -> np.ndarray:
+        """The member's whole variance: its own plus the spread over the symmetric copies."""
+        return self.aleatoric + self.symmetry
 
 
 def combine(parts: Sequence[MemberPrediction], weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +83,7 @@ def combine(parts: Sequence[MemberPrediction], weights: np.ndarray) -> tuple[np.
     """
     w = np.asarray(weights, np.float64)[:, None, :]
     means = np.stack([p.mean for p in parts])
-    own = np.stack([p.aleatoric + p.symmetry for p in parts])
+    own = np.stack([p.variance for p in parts])
     mean = (w * means).sum(0)
     return mean, (w * (own + (means - mean) ** 2)).sum(0)
 
@@ -128,14 +138,6 @@ def fit_scales(mean: np.ndarray, var: np.ndarray, truth: np.ndarray, *, two_sd: 
 def coverage(mean: np.ndarray, var: np.ndarray, truth: np.ndarray, k: float) -> np.ndarray:
     """Fraction of truths within k standard deviations, per constant (P,), in log space."""
     return np.mean(np.abs(np.log(truth) - mean) <= k * np.sqrt(var), axis=0)
-
-
-def map_back(values: np.ndarray, symmetries: Sequence, names: Sequence[str]) -> np.ndarray:
-    """Constants predicted for each symmetric copy (N, T, P) -> estimates of the original's constants (N, T, P)."""
-    out = np.empty_like(values)
-    for t, symmetry in enumerate(symmetries):
-        out[:, t] = symmetry.to_original(values[:, t], tuple(names))
-    return out
 
 
 @dataclass

@@ -31,13 +31,12 @@ from vaereg_core.model.ensemble import (
     fit_scales,
     fit_weights,
     manifest_path,
-    map_back,
     write_manifest,
 )
 from vaereg_core.model.evaluation import PAPER_TABLES_7_8, load_split, regression_metrics
 from vaereg_core.model.inference import LoadedModel, load_model
 from vaereg_core.model.latent_svr import LatentSVR
-from vaereg_core.symmetry import SYMMETRY_SETS, CubeSymmetry, symmetries_for
+from vaereg_core.symmetry import SYMMETRY_SETS, CubeSymmetry, map_back, symmetries_for
 
 Progress = Callable[[str, int, int], None]
 CHUNK = 32
@@ -197,8 +196,8 @@ def fit_ensemble(
     for label, v, t in zip(labels, val, test):
         for tagged, columns in ((label, identity_column), (f"{label}, {symmetries} ({len(which)})", None)):
             own_val, own = v.part(columns), t.part(columns)
-            own_scale = fit_scales(own_val.mean, own_val.aleatoric + own_val.symmetry, truth_val)
-            rows[tagged] = _figures(own.mean, own.aleatoric + own.symmetry, own_scale, truth_test)
+            own_scale = fit_scales(own_val.mean, own_val.variance, truth_val)
+            rows[tagged] = _figures(own.mean, own.variance, own_scale, truth_test)
     ensemble_label = f"ensemble ({' + '.join(labels)}), {symmetries}"
     rows[ensemble_label] = _figures(test_mean, test_var, scale, truth_test)
     study = {label: symmetry_study(m, data, cache, study_structures, progress) for label, m in zip(labels, models)} if study_structures else {}

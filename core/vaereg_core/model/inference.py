@@ -20,19 +20,9 @@ import torch
 from vaereg_core.device import resolve_device
 from vaereg_core.errors import ModelFileError
 from vaereg_core.model.checkpoint import ModelFile, load_model_file
+from vaereg_core.model.ensemble import MemberPrediction, attach_ensemble
 from vaereg_core.model.networks import VAERegression
-from vaereg_core.symmetry import CubeSymmetry, symmetries_for
-
-
-def combine_gaussians(mean: np.ndarray, var: np.ndarray, axis: int = -2) -> tuple[np.ndarray, np.ndarray]:
-    """Equal-weight mixture of Gaussians along ``axis`` -> its (mean, variance): the members' average variance plus their spread.
-
-    >>> m, v = combine_gaussians(np.array([[1.0], [3.0]]), np.array([[1.0], [1.0]]), axis=0)
-    >>> float(m[0]), float(v[0])
-    (2.0, 2.0)
-    """
-    point = mean.mean(axis)
-    return point, var.mean(axis) + mean.var(axis)
+from vaereg_core.symmetry import CubeSymmetry, map_back, symmetries_for
 
 
 class LoadedModel:
@@ -117,8 +107,7 @@ class LoadedModel:
         Copies of a structure go through the network in one batch.
         """
         v = self._check_grid(voxels)
-        names = self.property_names
-        sources = [list(s.constant_sources(names)) for s in symmetries]
+        names = tuple(self.property_names)
         per_batch = max(1, self.batch_size // len(symmetries))
         mean = np.empty((len(v), len(symmetries), len(names)))
         var = np.empty_like(mean)
@@ -135,9 +124,8 @@ class LoadedModel:
                 z[start : start + len(chunk)] = network.encoder(h)[0].double().cpu().numpy().reshape(len(chunk), len(symmetries), -1)
             m = y_mean.double().cpu().numpy().reshape(len(chunk), len(symmetries), -1) * scale_std + scale_mean
             s2 = np.exp(y_log_var.double().cpu().numpy()).reshape(m.shape) * scale_std**2
-            for t, src in enumerate(sources):
-                mean[start : start + len(chunk), t][:, src] = m[:, t]
-                var[start : start + len(chunk), t][:, src] = s2[:, t]
+            mean[start : start + len(chunk)] = map_back(m, symmetries, names)
+            var[start : start + len(chunk)] = map_back(s2, symmetries, names)
         return (mean, var, z) if latents else (mean, var)
 
     def predict(self, voxels: np.ndarray, symmetries: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -166,9 +154,8 @@ class LoadedModel:
     def predict_own(self, voxels: np.ndarray, symmetries: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """This network's regressor alone, averaged over ``symmetries`` (default :attr:`symmetries`)."""
         which = symmetries_for(self.property_names, self.symmetries if symmetries is None else symmetries)
-        mean, var = self.predict_transformed(voxels, which)
-        point, spread = combine_gaussians(mean, var)
-        return self._unbatch(np.ndim(voxels) == 3, *self.to_gpa(point, spread))
+        part = MemberPrediction.from_transformed(*self.predict_transformed(voxels, which))
+        return self._unbatch(np.ndim(voxels) == 3, *self.to_gpa(part.mean, part.variance))
 
     def to_gpa(self, mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A Gaussian of f(C) -> (point estimate, standard deviation) in GPa (log-normal median and sd for f = log)."""
@@ -248,8 +235,6 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "auto", *, 
     ModelFileError
         If the file is missing or not a valid model, or its manifest is damaged.
     """
-    from vaereg_core.model.ensemble import attach_ensemble
-
     resolved = resolve_device(device)
     model = LoadedModel(load_model_file(path, resolved), resolved)
     if ensemble:
