@@ -226,6 +226,8 @@ def write_manifest(
     ``file``, ``checksum``, ``label`` and, for an SVR, ``latents_from`` (the
     index of its network); files are stored relative to the manifest's folder.
     """
+    from vaereg_core.voxel_io import atomic_paths
+
     path = Path(path)
     folder = path.parent.resolve()
     record = {
@@ -238,9 +240,8 @@ def write_manifest(
         "sd_scale": {n: float(s) for n, s in zip(property_names, scale)},
         "fitted": fitted,
     }
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(temp, path)
+    with atomic_paths(path, overwrite=True) as (temp,):
+        temp.write_text(json.dumps(record, indent=2) + "\n")
     return path
 
 

@@ -37,6 +37,7 @@ from vaereg_core.model.evaluation import PAPER_TABLES_7_8, load_split, regressio
 from vaereg_core.model.inference import LoadedModel, load_model
 from vaereg_core.model.latent_svr import LatentSVR
 from vaereg_core.symmetry import SYMMETRY_SETS, CubeSymmetry, map_back, symmetries_for
+from vaereg_core.voxel_io import atomic_paths
 
 Progress = Callable[[str, int, int], None]
 CHUNK = 32
@@ -78,7 +79,8 @@ def cached_predictions(
     every requested symmetry (e.g. all six permutations for the cyclic three)
     is used as it is.
     """
-    structures = load_split(data, split, model.file.config, max_structures=max_structures, seed=0)
+    # Properties first: the voxels (765 MB for the training split) are read only if a chunk is missing.
+    structures = load_split(data, split, model.file.config, max_structures=max_structures, seed=0, voxels=False)
     columns = [ALL_PROPERTIES.index(n) for n in model.property_names]
     truth = structures.properties[:, columns]
     codes = np.array([s.code for s in symmetries])
@@ -104,11 +106,12 @@ def cached_predictions(
         rows = slice(start, start + CHUNK)
         if np.isfinite(arrays["mean"][rows]).all():
             continue
+        if structures.voxels is None:
+            structures = load_split(data, split, model.file.config, max_structures=max_structures, seed=0)
         for key, value in zip(("mean", "var", "latent"), model.predict_transformed(structures.voxels[rows], symmetries, latents=latents)):
             arrays[key][rows] = value
-        temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(temp, truth=truth, codes=codes, **arrays)
-        os.replace(temp, path)
+        with atomic_paths(path, overwrite=True) as (temp,):
+            np.savez(temp, truth=truth, codes=codes, **arrays)
         if progress is not None:
             progress(f"{tag} {split}", min(start + CHUNK, len(truth)), len(truth))
     return SplitPredictions(arrays["mean"], arrays["var"], truth, arrays.get("latent"))

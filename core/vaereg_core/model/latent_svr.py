@@ -88,15 +88,16 @@ class LatentSVR:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically as an ``.npz`` of arrays."""
+        from vaereg_core.voxel_io import atomic_paths
+
         path = Path(path)
         arrays = {"format": np.array(FORMAT), "version": np.array(VERSION), "names": np.array(self.names),
                   "model_checksum": np.array(self.model_checksum), "z_mean": self.z_mean, "z_scale": self.z_scale,
                   "intercept": self.intercept, "gamma": self.gamma, "residual_var": self.residual_var}
         for p, (sv, a) in enumerate(zip(self.support, self.dual)):
             arrays[f"support_{p}"], arrays[f"dual_{p}"] = sv, a
-        temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez_compressed(temp, **arrays)
-        os.replace(temp, path)
+        with atomic_paths(path, overwrite=True) as (temp,):
+            np.savez_compressed(temp, **arrays)
         return path
 
     @classmethod
