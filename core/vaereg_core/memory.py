@@ -16,9 +16,9 @@ Examples
 
 from __future__ import annotations
 
-import math
 import os
 
+from vaereg_core.environment import positive_number
 from vaereg_core.errors import VaeRegError
 
 ENV_VAR = "VAEREG_MAX_MEMORY_GB"
@@ -30,10 +30,10 @@ class MemoryBudgetError(VaeRegError):
 
 
 def format_bytes(n: float) -> str:
-    """Bytes in decimal units (GB, MB, kB), one decimal."""
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    """``8.0 GB``, ``1.4 kB``: decimal units, one decimal (every size a message names: memory, files)."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= size:
-            return f"{n / size:,.1f} {unit}"
+            return f"{n / size:.1f} {unit}"
     return f"{int(n)} bytes"
 
 
@@ -75,16 +75,12 @@ def gpu_available_bytes(device: str) -> int | None:
 
 
 def _env_limit() -> float | None:
-    text = os.environ.get(ENV_VAR)
-    if not text:
+    if not os.environ.get(ENV_VAR):  # set to nothing: no limit, as unset
         return None
     try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise MemoryBudgetError(f"{ENV_VAR}={text!r} must be a positive number of GB")
-    return value
+        return positive_number(ENV_VAR, "GB")
+    except ValueError as exc:
+        raise MemoryBudgetError(str(exc)) from None
 
 
 def check_memory(needed: int, what: str, *, max_gb: float | None = None, device: str = "cpu") -> None:

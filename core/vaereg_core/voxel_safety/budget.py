@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from vaereg_core.environment import positive_number
+from vaereg_core.memory import format_bytes
 from vaereg_core.errors import CorruptVoxelFileError, UnsupportedVoxelFileError, VoxelFileTooLargeError
 
 ENV_VAR = "VAEREG_MAX_VOXEL_BYTES"
@@ -32,24 +34,8 @@ def max_voxel_bytes() -> int:
     ValueError
         The variable is set but is not a positive number.
     """
-    text = os.environ.get(ENV_VAR)
-    if text is None:
-        return DEFAULT_MAX_BYTES
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{ENV_VAR}={text!r} is not a positive number of bytes")
-    return int(value)
-
-
-def format_bytes(n: int) -> str:
-    """``8.0 GB``, ``1.4 kB``: decimal units, one decimal."""
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} bytes"
+    value = positive_number(ENV_VAR, "bytes")
+    return DEFAULT_MAX_BYTES if value is None else int(value)
 
 
 def format_shape(shape: Sequence[int]) -> str:

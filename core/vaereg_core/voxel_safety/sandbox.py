@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import math
 import multiprocessing
 import os
 import pickle
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from vaereg_core import errors
+from vaereg_core.environment import positive_number
 from vaereg_core.errors import CorruptVoxelFileError, VoxelFileError
 from vaereg_core.voxel_safety.budget import max_voxel_bytes
 
@@ -41,16 +41,8 @@ _ERROR_CLASSES = {
 
 def read_timeout(path: Path) -> float:
     """Seconds a read of ``path`` may take: ``$VAEREG_READ_TIMEOUT_S``, or 60 s plus 1 s per 20 MB."""
-    text = os.environ.get(TIMEOUT_ENV_VAR)
-    if text is None:
-        return 60.0 + path.stat().st_size / 20e6
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{TIMEOUT_ENV_VAR}={text!r} is not a positive number of seconds")
-    return value
+    value = positive_number(TIMEOUT_ENV_VAR, "seconds")
+    return 60.0 + path.stat().st_size / 20e6 if value is None else value
 
 
 def run_reader(path: Path, function: str, *args: Any) -> Any:
