@@ -299,8 +299,9 @@ def design(
         return new
 
     # Start: every component's mean and a few samples, solved.
-    z0, chains, origins = [], [], []
+    z0, chains, origins, means = [], [], [], []
     for k in range(len(pi)):
+        means.append(len(z0))
         z0.append(mu[k])
         chains.append(k)
         origins.append(f"k{k + 1}")
@@ -314,7 +315,6 @@ def design(
         seen.add(v.tobytes())
     try:
         # The component means first (one chain each), then their samples while the budget lasts.
-        means = [i for i, o in enumerate(origins) if "-s" not in o]
         verify(z0[means], voxels0[means], [chains[i] for i in means], [origins[i] for i in means])
         for i in (i for i in range(len(z0)) if i not in means):
             if not budget_left():
@@ -332,7 +332,7 @@ def design(
         while active and budget_left():
             if cancel is not None and cancel():
                 raise Cancelled()
-            if min(s.error for s in states) <= settings.goal and len([k for k in current if current[k].error <= settings.goal]) >= min(settings.alternatives, len(current)):
+            if sum(state.error <= settings.goal for state in current.values()) >= min(settings.alternatives, len(current)):
                 break
             for k in sorted(active):
                 base = current[k]
