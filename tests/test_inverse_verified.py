@@ -93,6 +93,8 @@ def test_design_command_writes_designs_and_json(tmp_path, capsys, reachable):
     # Again without --overwrite: refused with one line, nothing replaced.
     assert main(["design", "--model", str(model_file), "--target", "C11=20", "--out", str(out), "--seconds", "5", "--quiet"]) == 2
     assert json.loads((out / "design.json").read_text()) == record
+    err = capsys.readouterr()
+    assert "design.json: file exists; pass --overwrite" in err.err and "feasibility:" not in err.out  # refused before designing
 
 
 def test_design_command_refuses_an_impossible_target(tmp_path, capsys):

@@ -40,13 +40,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _design(args: argparse.Namespace) -> int:
-    from vaereg_core.cli.inverse import _load, _provenance, _write_json
-    from vaereg_core.inverse.feasibility import assess
+    from vaereg_core.cli.inverse import _feasibility, _load, _provenance, _write_json
     from vaereg_core.inverse.verified import design
     from vaereg_core.voxel_io import write_voxels
 
+    out = Path(args.out)
+    earlier = [p for p in (out / "design.json", *sorted(out.glob("design-*.vti"))) if p.exists()]
+    if earlier and not args.overwrite:  # refused before a minute of work, not after
+        raise ValueError(f"{earlier[0]}: file exists; pass --overwrite to replace the designs in {out}")
     model, target, reference = _load(args)
-    feasibility = assess(target, reference=reference)
+    feasibility = _feasibility(target, reference)
     if feasibility.verdict == "impossible" and not args.force:
         raise ValueError(f"target {target} is impossible for these phases ({feasibility.reasons[0]}); "
                          f"nearest achievable target {feasibility.nearest_text()} (or pass --force)")
@@ -61,7 +64,6 @@ def _design(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
 
     result = design(model, target, settings, reference=reference, progress=progress, solver_options=solver)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     provenance = {**_provenance(args, model, target), "method": "verified design (vaereg design)"}
     record = {**provenance, **result.to_dict(), "feasibility": feasibility.to_dict()}
