@@ -43,3 +43,34 @@ def test_the_default_model_comes_with_its_forward_ensemble():
     assert model.describe_forward().startswith("ensemble of 3") and model.symmetries == "cyclic"
     fitted = model.forward.fitted
     assert fitted["split"] == "val" and set(fitted["test_MAPE"]) == set(model.property_names)
+
+
+def shipped_generative_models() -> list:
+    from vaereg_core.model.inference import load_model
+
+    pairs = [(path, load_model(path, "cpu", ensemble=False)) for path in sorted((resources_dir() / "models").glob("*.pt"))]
+    return [(path, model) for path, model in pairs if model.is_generative]
+
+
+def test_every_shipped_generative_model_has_its_latent_map():
+    """The explorer is ready at first launch: each map is bound to its model's weights and holds its training structures."""
+    import numpy as np
+
+    from vaereg_core.dataset import MicrostructureDataset
+    from vaereg_core.inverse.latent_map import MAP_STRUCTURES, LatentMap, map_path, map_rows
+    from vaereg_core.resources import default_dataset_path
+
+    found = shipped_generative_models()
+    assert {path.name for path, _ in found} >= {"elastic-6-gm.pt", "c11-two-morphology-gm.pt"}
+    for path, model in found:
+        stored = LatentMap.load(map_path(path))
+        assert stored.model_checksum == model.file.checksum, f"{map_path(path).name} was made by other weights"
+        assert stored.latents.shape[1] == model.latent_dim and stored.property_names == tuple(model.property_names)
+        assert map_path(path).stat().st_size < 2e6  # small enough for git
+        train = model.file.config.train
+        data = MicrostructureDataset(default_dataset_path(), split="train", properties=model.property_names, subset=train.subset, split_seed=train.split_seed)
+        rows = map_rows(len(data), MAP_STRUCTURES)
+        assert len(stored.latents) == rows.size
+        np.testing.assert_allclose(stored.properties, data.properties.numpy()[rows], rtol=1e-6)
+        for i in (0, rows.size - 1):  # the latents are these weights' encodings of those structures
+            np.testing.assert_allclose(stored.latents[i], model.encode(data.voxels(int(rows[i])))[0], rtol=1e-3, atol=1e-3)

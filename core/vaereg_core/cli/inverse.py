@@ -25,6 +25,7 @@ from vaereg_core.cli.arguments import (
     positive_int,
 )
 from vaereg_core.inverse.annealing import AnnealSettings
+from vaereg_core.inverse.latent_map import MAP_STRUCTURES
 from vaereg_core.inverse.targets import Target, TargetError, parse_target
 from vaereg_core.voxel_io import atomic_paths, write_voxels
 
@@ -122,6 +123,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=output_file, help="model file to write")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_refit_prior)
+
+    p = subparsers.add_parser(
+        "latent-map",
+        help="the latent explorer's map of a model's training structures, stored beside the model",
+        description="Encode a random subset (seed 0) of the model's training split and store the latent means with "
+        "their properties in <model stem>.latents.npz, bound to the weights' checksum: the app reads it instead of "
+        "encoding at first launch.",
+    )
+    p.add_argument("--model", type=existing_path, help="a VAE-Regression model file (default: the bundled default model)")
+    p.add_argument("--data", required=True, type=existing_file, help="dataset file the model was trained on (a voxel cache is fastest)")
+    p.add_argument("--structures", type=positive_int, default=MAP_STRUCTURES, metavar="N", help=f"training structures on the map (default {MAP_STRUCTURES})")
+    p.set_defaults(func=_latent_map)
 
 
 def _prior_fit_arguments(p: argparse.ArgumentParser) -> None:
@@ -424,6 +437,24 @@ def _refit_prior(args: argparse.Namespace) -> int:
     save_model(out, refitted_model_file(model, fit, note), dtype=torch.float16)
     print(f"{out}: prior refitted with K = {fit.components}; validation KL {before:.3f} -> {fit.val_kl:.3f} nats "
           f"({fit.used} components used)")
+    return 0
+
+
+def _latent_map(args: argparse.Namespace) -> int:
+    from vaereg_core.inverse.latent_map import map_path, training_map
+    from vaereg_core.model.inference import load_model
+
+    path = Path(model_or_default(args.model))
+    model = load_model(path, "cpu", ensemble=False)  # the encoder alone makes the map
+    if not model.is_generative:
+        raise ValueError(f"{path}: a regression-only model has no latent space to map")
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rencoded {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    found = training_map(model, args.data, max_structures=args.structures, progress=progress)
+    out = found.save(map_path(path))
+    print(f"\n{out}: {len(found.latents)} structures, {out.stat().st_size / 1e6:.2f} MB, for weights {model.file.checksum[:12]}")
     return 0
 
 
