@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Callable
 
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-"""Device names every command accepts (``cuda:N`` picks one GPU)."""
+from vaereg_core.settings.fields import DEVICE_PATTERN
 
 
 class UsageError(ValueError):
@@ -43,7 +41,8 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _number(text: str, kind: Callable[[str], float | int]) -> float | int:
+def parse_number(text: str, kind: Callable[[str], float | int]) -> float | int:
+    """``text`` as an ``int`` or ``float``, or the one-line argparse error saying which was expected."""
     try:
         return kind(text)
     except ValueError:
@@ -53,7 +52,7 @@ def _number(text: str, kind: Callable[[str], float | int]) -> float | int:
 
 def finite_float(text: str) -> float:
     """A finite number: NaN and infinities are refused."""
-    value = float(_number(text, float))
+    value = float(parse_number(text, float))
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
@@ -103,7 +102,7 @@ def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
     """An argparse type for integers in [low, high] (no upper bound when ``high`` is None)."""
 
     def parse(text: str) -> int:
-        value = int(_number(text, int))
+        value = int(parse_number(text, int))
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
         if high is not None and value > high:

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from vaereg_core.errors import Cancelled
+from vaereg_core.settings.fields import check_settings, setting
 
 __all__ = ["AnnealResult", "AnnealSettings", "Cancelled", "State", "anneal_latent"]
 
@@ -25,23 +26,46 @@ class AnnealSettings:
 
     Temperatures are in units of the objective (a relative error: 0.01 = 1 %);
     steps are standard deviations of the Gaussian proposal in latent units.
+    The command line and the app set the start values only and build the
+    settings with :meth:`from_controls`.
+
+    Examples
+    --------
+    A start below the default end is held there, not warmed up to it:
+
+    >>> s = AnnealSettings.from_controls(start_temperature=1e-4)
+    >>> s.schedule(0)[0] == s.schedule(199)[0] == 1e-4
+    True
     """
 
-    iterations: int = 200
-    start_temperature: float = 0.05
-    end_temperature: float = 5e-4
-    start_step: float = 0.5
-    end_step: float = 0.02
-    seed: int = 0
+    iterations: int = setting(200, help="annealing iterations", minimum=1, maximum=100_000)
+    start_temperature: float = setting(0.05, help="start temperature (relative error units: 0.05 = 5 %)", flag="--temperature",
+                                       minimum=0.0, maximum=10.0, open_minimum=True, step=1e-4, decimals=5)
+    end_temperature: float = setting(5e-4, help="temperature of the last iteration", flag=None,
+                                     minimum=0.0, maximum=10.0, open_minimum=True, decimals=5)
+    start_step: float = setting(0.5, help="start standard deviation of the Gaussian proposals (latent units)", flag="--step",
+                                minimum=0.0, maximum=10.0, open_minimum=True, step=0.01, decimals=3)
+    end_step: float = setting(0.02, help="proposal step of the last iteration", flag=None,
+                              minimum=0.0, maximum=10.0, open_minimum=True, decimals=3)
+    seed: int = setting(0, help="seed of the proposals and acceptances", minimum=0, maximum=2**31 - 1)
 
     def __post_init__(self) -> None:
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
-        # An infinite start makes the geometric schedule inf * 0 = NaN from the first step.
-        if not all(math.isfinite(t) and t > 0 for t in (self.start_temperature, self.end_temperature)):
-            raise ValueError(f"temperatures must be finite and > 0, got {self.start_temperature} -> {self.end_temperature}")
-        if not all(math.isfinite(s) and s > 0 for s in (self.start_step, self.end_step)):
-            raise ValueError(f"proposal steps must be finite and > 0, got {self.start_step} -> {self.end_step}")
+        # An infinite start would make the geometric schedule inf * 0 = NaN from the first step.
+        check_settings(self, "annealing")
+
+    @classmethod
+    def from_controls(cls, **values: float) -> "AnnealSettings":
+        """Settings from the start values a user sets; an end above its start is lowered to the start.
+
+        Cooling from a start below the default end would warm the chain instead;
+        such a start is held constant. This is the one rule for ``vaereg refine``
+        and the app.
+        """
+        defaults = cls()
+        temperature = values.get("start_temperature", defaults.start_temperature)
+        step = values.get("start_step", defaults.start_step)
+        ends = {"end_temperature": min(defaults.end_temperature, temperature), "end_step": min(defaults.end_step, step)}
+        return cls(**{**ends, **values})
 
     def schedule(self, i: int) -> tuple[float, float]:
         """(temperature, step) at iteration ``i`` (geometric interpolation)."""

@@ -37,6 +37,8 @@ from vaereg_core.descriptors import two_point_autocorrelation
 from vaereg_core.errors import Cancelled
 from vaereg_core.inverse.targets import Target, TargetError
 from vaereg_core.physics import homogenize_batch, load_cases_for
+from vaereg_core.settings.fields import check_settings, setting
+from vaereg_core.settings.solver import VALIDATION_TOL
 from vaereg_core.symmetry import CubeSymmetry
 
 MORPHOLOGY_LAGS = 12  # voxels per axis over which two structures' autocorrelations are compared
@@ -73,33 +75,26 @@ class DesignSettings:
         the machine's speed, so that a seed gives the same designs anywhere.
     """
 
-    seconds: float = 60.0
-    alternatives: int = 1
-    goal: float = 0.01
-    samples_per_component: int = 2
-    proposals: int = 12
-    checks: int = 2
-    step: float = 0.5
-    min_distance: float = 0.15
-    loop_tol: float = 1e-3
-    final_tol: float = 1e-4
-    seed: int = 0
-    max_solves: int | None = None
+    seconds: float = setting(60.0, help="wall-time budget, the final solves included", unit="s", minimum=0.0, open_minimum=True,
+                             maximum=86_400.0, step=5.0, label="Budget")
+    alternatives: int = setting(1, help="designs of different morphology to return", minimum=1, maximum=16)
+    goal: float = setting(0.01, help="stop once the verified mean relative error is at most this", minimum=0.0, maximum=1.0,
+                          open_minimum=True, step=0.005, decimals=3)
+    samples_per_component: int = setting(2, help="prior samples solved per component before the chains start", minimum=0, flag=None)
+    proposals: int = setting(12, help="latent moves ranked by the surrogate per step", minimum=1)
+    checks: int = setting(2, help="ranked moves the solver checks per step", minimum=1, flag=None)
+    step: float = setting(0.5, help="first move size (prior standard deviations)", minimum=0.0, open_minimum=True, flag=None)
+    min_distance: float = setting(0.15, help="smallest morphology distance between two designs", minimum=0.0, flag=None)
+    loop_tol: float = setting(1e-3, help="solver tolerance inside the loop", minimum=0.0, maximum=1.0, open_minimum=True,
+                              open_maximum=True, flag=None)
+    final_tol: float = setting(VALIDATION_TOL, help="solver tolerance of the reported designs", minimum=0.0, maximum=1.0,
+                               open_minimum=True, open_maximum=True, flag=None)
+    seed: int = setting(0, help="seed of the prior samples and moves", minimum=0)
+    max_solves: int | None = setting(None, help="also stop after this many loop solves (a machine-independent budget)",
+                                     minimum=1, flag=None)
 
     def __post_init__(self) -> None:
-        for name in ("seconds", "goal", "step", "loop_tol", "final_tol"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value > 0):
-                raise ValueError(f"design setting {name} must be a positive number, got {value!r}")
-        for name in ("alternatives", "proposals", "checks"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"design setting {name} must be at least 1, got {getattr(self, name)!r}")
-        if self.max_solves is not None and self.max_solves < 1:
-            raise ValueError(f"design setting max_solves must be at least 1, got {self.max_solves!r}")
-        if self.samples_per_component < 0 or self.min_distance < 0:
-            raise ValueError("samples_per_component and min_distance must be 0 or more")
-        if not (self.loop_tol < 1 and self.final_tol < 1):
-            raise ValueError("solver tolerances must be below 1")
+        check_settings(self, "design")
 
 
 @dataclass
