@@ -8,7 +8,7 @@ from typing import Any
 from PySide6.QtCore import QByteArray, QSettings
 from PySide6.QtWidgets import QMainWindow
 
-from vaereg_studio.viewer import ViewOptions
+from vaereg_studio.session.view_options import ViewOptions
 
 MAX_RECENT = 10
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -14,47 +13,10 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 from pyvistaqt import QtInteractor
 
 from vaereg_core import voxel_io
+from vaereg_studio.session.view_options import ViewOptions
 
 AXES = ("x", "y", "z")
 CAMERA_PRESETS = ("isometric", "+x", "-x", "+y", "-y", "+z", "-z")
-
-
-@dataclass
-class ViewOptions:
-    """How the structure is drawn; kept in the settings between sessions.
-
-    Colours are ``#rrggbb`` strings so they store and compare easily.
-    """
-
-    smooth: bool = True
-    show_surface: bool = True
-    show_slices: bool = False
-    show_axes: bool = True
-    show_scale: bool = False
-    hard_colour: str = "#e08a2c"
-    soft_colour: str = "#3a6ea5"
-    background: str = "#1f2430"
-    opacity: float = 1.0
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ViewOptions:
-        """Options from stored values; unknown keys and wrong types fall back to defaults."""
-        options = cls()
-        for f in fields(cls):
-            value = values.get(f.name)
-            default = getattr(options, f.name)
-            if isinstance(default, bool) and isinstance(value, str):
-                value = value.lower() == "true"  # QSettings' INI format returns strings
-            try:
-                setattr(options, f.name, type(default)(value) if value is not None else default)
-            except (TypeError, ValueError):
-                pass
-        options.opacity = min(max(options.opacity, 0.05), 1.0)
-        return options
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values for storing."""
-        return asdict(self)
 
 
 def slice_plane(voxels: np.ndarray, axis: int, index: int) -> pv.ImageData:
