@@ -5,10 +5,44 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vaereg_core.cli.arguments import device, existing_file, grid_size, nonnegative_int, open_fraction, output_dir, output_file, positive_int
+from vaereg_core.cli.arguments import (
+    device,
+    existing_file,
+    grid_size,
+    nonnegative_int,
+    open_fraction,
+    output_dir,
+    output_file,
+    poisson_ratio,
+    positive_float,
+    positive_int,
+)
 from vaereg_core.dataset.build import SolverSettings, build_dataset
 from vaereg_core.dataset.subsets import SUBSETS
 from vaereg_core.microstructure import Recipe
+from vaereg_core.physics.phases import describe
+
+
+class PhaseOption(argparse.Action):
+    """``--hard E NU`` / ``--soft E NU``: E (GPa) > 0 and a Poisson's ratio in (-1, 0.5), checked as they are parsed."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        parsed = []
+        for name, parse, text in (("E", positive_float, values[0]), ("NU", poisson_ratio, values[1])):
+            try:
+                parsed.append(parse(text))
+            except argparse.ArgumentTypeError as exc:
+                message = str(exc)
+                raise argparse.ArgumentError(self, f"{name} {message}" if message.startswith("must") else message) from None
+        setattr(namespace, self.dest, tuple(parsed))
+
+
+def _execution_options(p: argparse.ArgumentParser, what: str) -> None:
+    """``--workers`` and ``--scheduler``: where the structures are computed."""
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help=f"{what} on a Dask LocalCluster of this many worker processes (default 1: in this process)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="address of a running Dask scheduler (tcp://host:8786) whose workers do the work; --workers is then ignored")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,12 +59,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, type=output_file, help="dataset file (.h5); resumed when it exists")
     p.add_argument("--subset", choices=SUBSETS, default="all", help="two-morphology (300 structures) or all (9,600); default all")
-    p.add_argument("--workers", type=positive_int, default=1, help="parallel processes (default 1: one process using every core)")
+    _execution_options(p, "compute structures")
     p.add_argument("--device", type=device, default="cpu", help="solver device: cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "torch"), help="solver backend (default auto)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="solver precision (default float32)")
     p.add_argument("--tol", type=open_fraction, default=SolverSettings.tol, help=f"solver relative residual (default {SolverSettings.tol:g})")
     p.add_argument("--limit", type=nonnegative_int, help="compute at most this many structures in this run")
+    phases = p.add_argument_group("phases (recorded in the file; a resumed file must have the same)")
+    default = SolverSettings()
+    phases.add_argument("--hard", nargs=2, action=PhaseOption, metavar=("E", "NU"), default=default.hard,
+                        help=f"hard phase (voxel value 1): Young's modulus in GPa and Poisson's ratio (default {default.hard[0]:g} {default.hard[1]:g})")
+    phases.add_argument("--soft", nargs=2, action=PhaseOption, metavar=("E", "NU"), default=default.soft,
+                        help=f"soft phase (voxel value 0): Young's modulus in GPa and Poisson's ratio (default {default.soft[0]:g} {default.soft[1]:g})")
     recipe = p.add_argument_group("recipe (defaults: the paper's dataset)")
     recipe.add_argument("--seed", type=nonnegative_int, default=Recipe.seed, help=f"master seed (default {Recipe.seed})")
     recipe.add_argument("--fields", type=positive_int, default=Recipe.n_fields, help=f"random fields (default {Recipe.n_fields})")
@@ -40,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("materialize", help="regenerate the voxels into an HDF5 cache")
     p.add_argument("--data", required=True, type=existing_file, help="dataset file (property table)")
     p.add_argument("--out", required=True, type=output_file, help="cache file to write (.h5)")
-    p.add_argument("--workers", type=positive_int, default=1, help="parallel processes (default 1)")
+    _execution_options(p, "generate structures")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_materialize)
 
@@ -58,7 +98,9 @@ def _bar(total: int, initial: int, unit: str):
 
 def _build(args: argparse.Namespace) -> int:
     recipe = Recipe(seed=args.seed, n_fields=args.fields, size=args.size)
-    settings = SolverSettings(tol=args.tol, backend=args.backend, device=args.device, dtype=args.dtype)
+    settings = SolverSettings(tol=args.tol, hard=args.hard, soft=args.soft, backend=args.backend, device=args.device, dtype=args.dtype)
+    if settings.material.inverted:
+        print(f"note: the hard phase (voxel value 1) is the softer one here: {describe(settings.material)}", file=sys.stderr)
     bar = None
 
     def progress(done: int, total: int) -> None:
@@ -67,7 +109,8 @@ def _build(args: argparse.Namespace) -> int:
             bar = _bar(total, done - 1, "structure")
         bar.update(done - bar.n)
 
-    summary = build_dataset(args.out, recipe=recipe, subset=args.subset, settings=settings, workers=args.workers, limit=args.limit, progress=progress)
+    summary = build_dataset(args.out, recipe=recipe, subset=args.subset, settings=settings, workers=args.workers,
+                            scheduler=args.scheduler, limit=args.limit, progress=progress)
     if bar is not None:
         bar.close()
     print(summary)
@@ -85,7 +128,7 @@ def _materialize(args: argparse.Namespace) -> int:
             bar = _bar(total, 0, "structure")
         bar.update(1)
 
-    out = materialize(args.data, args.out, overwrite=args.overwrite, workers=args.workers, progress=progress)
+    out = materialize(args.data, args.out, overwrite=args.overwrite, workers=args.workers, scheduler=args.scheduler, progress=progress)
     if bar is not None:
         bar.close()
     print(f"wrote {out}")

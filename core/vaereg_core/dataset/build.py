@@ -4,14 +4,15 @@ The build enumerates the recipe's (field, filter) pairs of a subset,
 regenerates each structure, computes C11, C22, C33, C12, C13, C23 with the
 FFT solver and rewrites the dataset file atomically after every finished
 structure. A kill at any moment loses at most the structures in flight; a
-rerun continues where the last one stopped.
+rerun continues where the last one stopped. The structures are computed in
+this process, on a Dask ``LocalCluster`` or on a running Dask cluster
+(:mod:`vaereg_core.dataset.cluster`); this process alone writes the file.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,10 +21,10 @@ import numpy as np
 
 from vaereg_core.dataset.subsets import subset_samples
 from vaereg_core.dataset.table import PROPERTY_NAMES, DatasetError, DatasetTable, read_table
+from vaereg_core.dataset.execution import runner
 from vaereg_core.descriptors import volume_fraction
-from vaereg_core.errors import VaeRegError
 from vaereg_core.microstructure import Recipe
-from vaereg_core.parent_death import die_with_parent
+from vaereg_core.physics.phases import Material, describe
 
 SOLVER_KEYS_THAT_MUST_MATCH = ("discretization", "tol", "hard", "soft")
 """Solver settings that change the numbers; backend, device and dtype only change the speed."""
@@ -41,13 +42,21 @@ class SolverSettings:
     device: str = "cpu"
     dtype: str = "float32"
 
+    def __post_init__(self) -> None:
+        Material.from_young(self.hard, self.soft)  # unstable phases refused here, before any file is written
+
+    @property
+    def material(self) -> Material:
+        """The two phases (checked: E > 0, -1 < nu < 0.5)."""
+        return Material.from_young(self.hard, self.soft)
+
     def to_dict(self) -> dict:
         """JSON form stored in the file."""
         return {
             "discretization": self.discretization,
             "tol": self.tol,
-            "hard": {"E": self.hard[0], "nu": self.hard[1]},
-            "soft": {"E": self.soft[0], "nu": self.soft[1]},
+            "hard": {"E": float(self.hard[0]), "nu": float(self.hard[1])},
+            "soft": {"E": float(self.soft[0]), "nu": float(self.soft[1])},
             "backend": self.backend,
             "device": self.device,
             "dtype": self.dtype,
@@ -75,20 +84,19 @@ class BuildSummary:
         )
 
 
-def compute_sample(recipe: Recipe, sample: int, settings: SolverSettings) -> tuple[int, np.ndarray, float, np.ndarray]:
-    """Regenerate one structure and compute its six constants.
+def compute_sample(sample: int, recipe: Recipe, settings: SolverSettings) -> tuple[int, np.ndarray, float, np.ndarray]:
+    """Regenerate one structure and compute its six constants (a task of the build's workers).
 
     Returns
     -------
     (sample, properties (6,) GPa, volume fraction, iterations (3,))
     """
-    from vaereg_core.physics import Phase, homogenize
+    from vaereg_core.physics import homogenize
 
     voxels = recipe.structure(*recipe.indices(sample))
     result = homogenize(
         voxels,
-        Phase.from_young(*settings.hard),
-        Phase.from_young(*settings.soft),
+        **settings.material.solver_options(),
         constants="normal",
         tol=settings.tol,
         discretization=settings.discretization,
@@ -113,18 +121,15 @@ def open_or_create(path: Path, recipe: Recipe, settings: SolverSettings) -> Data
     if table.recipe != recipe:
         raise DatasetError(path, f"recipe mismatch: the file was built with {table.recipe.to_dict()}, the command asks for {recipe.to_dict()}")
     wanted = settings.to_dict()
+    if any(table.solver.get(key) != wanted[key] for key in ("hard", "soft")):
+        raise DatasetError(
+            path, f"phase mismatch: the file was built for {describe(Material.from_record(table.solver))}, "
+            f"the command asks for {describe(settings.material)} (use another --out, or the file's --hard/--soft)"
+        )
     for key in SOLVER_KEYS_THAT_MUST_MATCH:
         if table.solver.get(key) != wanted[key]:
             raise DatasetError(path, f"solver mismatch on {key!r}: the file has {table.solver.get(key)!r}, the command asks for {wanted[key]!r}")
     return table
-
-
-def _init_worker(threads: int, parent_pid: int) -> None:
-    """Set up a build worker: its share of the threads, and death with the build (no orphans after a kill)."""
-    die_with_parent(parent_pid)
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 def build_dataset(
@@ -134,6 +139,7 @@ def build_dataset(
     subset: str = "all",
     settings: SolverSettings = SolverSettings(),
     workers: int = 1,
+    scheduler: str | None = None,
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> BuildSummary:
@@ -150,8 +156,11 @@ def build_dataset(
     settings : SolverSettings
         Solver settings; those that change the numbers must match an existing file.
     workers : int
-        Processes computing structures in parallel (each with its share of
-        the CPU threads); 1 computes in this process.
+        Worker processes of a Dask ``LocalCluster`` computing structures in
+        parallel; 1 computes in this process.
+    scheduler : str, optional
+        Address of a running Dask scheduler whose workers compute instead
+        (``workers`` is then ignored).
     limit : int, optional
         Compute at most this many structures in this run.
     progress : callable(done, total), optional
@@ -171,8 +180,8 @@ def build_dataset(
         pending = pending[:limit]
     start = time.perf_counter()
 
-    def record(result: tuple[int, np.ndarray, float, np.ndarray]) -> None:
-        sample, props, vf, its = result
+    def record(sample: int, result: tuple[int, np.ndarray, float, np.ndarray]) -> None:
+        _, props, vf, its = result
         table.failures.pop(sample, None)
         table.append([sample], props[None], [vf], its[None])
         table.write(path)
@@ -185,38 +194,13 @@ def build_dataset(
         summary.failures[sample] = str(exc)
         table.write(path)
 
-    if not path.exists():
-        table.write(path)
-    try:
-        if workers <= 1:
-            for sample in pending:
-                try:
-                    record(compute_sample(recipe, sample, settings))
-                except VaeRegError as exc:
-                    fail(sample, exc)
-        else:
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            import multiprocessing
-
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
-                queue = iter(pending)
-                running = {}
-                for sample in queue:
-                    running[pool.submit(compute_sample, recipe, sample, settings)] = sample
-                    if len(running) >= 2 * workers:
-                        break
-                while running:
-                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        sample = running.pop(future)
-                        try:
-                            record(future.result())
-                        except VaeRegError as exc:
-                            fail(sample, exc)
-                        nxt = next(queue, None)
-                        if nxt is not None:
-                            running[pool.submit(compute_sample, recipe, nxt, settings)] = nxt
-    except KeyboardInterrupt:
-        summary.interrupted = True
+    # Connected (or the cluster started) before the first write: an unreachable scheduler leaves no file.
+    with runner(workers, scheduler) as run:
+        if not path.exists():
+            table.write(path)
+        try:
+            run(compute_sample, pending, recipe, settings, on_result=record, on_error=fail)
+        except KeyboardInterrupt:
+            summary.interrupted = True
     summary.seconds = time.perf_counter() - start
     return summary

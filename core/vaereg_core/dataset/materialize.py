@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from vaereg_core.dataset.execution import runner
 from vaereg_core.dataset.table import DatasetError, read_table
 from vaereg_core.microstructure import Recipe
-from vaereg_core.parent_death import die_with_parent
 
 
-def _structure(recipe: Recipe, sample: int) -> np.ndarray:
+def _structure(sample: int, recipe: Recipe) -> np.ndarray:
+    """One structure of the recipe (a task of the workers)."""
     return recipe.structure(*recipe.indices(sample))
 
 
@@ -26,6 +24,7 @@ def materialize(
     *,
     overwrite: bool = False,
     workers: int = 1,
+    scheduler: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write a copy of the dataset with its ``microstructures`` regenerated.
@@ -33,8 +32,9 @@ def materialize(
     The voxels are a pure function of the recipe (seeded NumPy streams, FFT
     filtering, exact-rank threshold), so the cache is bit-identical on any
     machine. Chunked per structure and gzip-compressed (~15 kB per 51^3
-    structure). ``workers`` > 1 generates in that many processes (the
-    result is the same).
+    structure). ``workers`` > 1 generates on a Dask ``LocalCluster`` of
+    that many processes, ``scheduler`` on a running Dask cluster (the result
+    is the same).
     """
     out = Path(out)
     if out.exists() and not overwrite:
@@ -42,17 +42,20 @@ def materialize(
     table = read_table(table_path)
     n = table.recipe.size
     voxels = np.empty((len(table), n, n, n), dtype=np.uint8)
-    samples = [int(sample) for sample in table.sample]
-    generate = partial(_structure, table.recipe)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    # Workers die with this process: a killed materialize leaves none computing.
-    pool_context = ProcessPoolExecutor(workers, initializer=die_with_parent, initargs=(os.getpid(),)) if workers > 1 else nullcontext()
-    with pool_context as pool:
-        structures = pool.map(generate, samples, chunksize=16) if pool else map(generate, samples)
-        for row, structure in enumerate(structures):
-            voxels[row] = structure
-            if progress is not None:
-                progress(row + 1, len(table))
+    row_of = {int(sample): row for row, sample in enumerate(table.sample)}
+    finished = 0
+
+    def store(sample: int, structure: np.ndarray) -> None:
+        nonlocal finished
+        voxels[row_of[sample]] = structure
+        finished += 1
+        if progress is not None:
+            progress(finished, len(table))
+
+    def refuse(sample: int, exc: Exception) -> None:
+        raise DatasetError(Path(table_path), f"cannot regenerate structure {sample} from the recipe ({exc})")
+
+    with runner(workers, scheduler) as run:
+        run(_structure, list(row_of), table.recipe, on_result=store, on_error=refuse)
     table.write(out, microstructures=voxels)
     return out

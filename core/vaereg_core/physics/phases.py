@@ -102,3 +102,93 @@ DEFAULT_HARD = Phase.from_young(120.0, 0.3)
 
 DEFAULT_SOFT = Phase.from_young(2.4, 0.3)
 """Soft phase (voxel value 0): E = 2.4 GPa, nu = 0.3 (contrast 50)."""
+
+
+def _recorded(value: float) -> float:
+    """A modulus as recorded in files: 12 significant digits, so 120 GPa reads 120.0 after the Lamé round trip."""
+    return float(f"{value:.12g}")
+
+
+@dataclass(frozen=True)
+class Material:
+    """The two phases of a structure: ``hard`` (voxel value 1) and ``soft`` (voxel value 0).
+
+    What a dataset is computed with, a model is trained on and its designs
+    are validated with. Records read as ``{"hard": {"E", "nu"}, "soft": {...}}``
+    (GPa); a missing record is the paper's pair.
+
+    Examples
+    --------
+    >>> m = Material.from_record({"hard": {"E": 410, "nu": 0.14}, "soft": {"E": 70, "nu": 0.33}})
+    >>> describe(m)
+    'hard E 410 GPa ν 0.14 / soft E 70 GPa ν 0.33'
+    >>> Material.from_record(None) == PAPER_MATERIAL
+    True
+    """
+
+    hard: Phase = DEFAULT_HARD
+    soft: Phase = DEFAULT_SOFT
+
+    @classmethod
+    def from_young(cls, hard: tuple[float, float], soft: tuple[float, float]) -> "Material":
+        """The material of ``(E, nu)`` pairs (GPa), checked as :meth:`Phase.from_young` checks."""
+        return cls(Phase.from_young(*hard), Phase.from_young(*soft))
+
+    @classmethod
+    def from_record(cls, record: object) -> "Material":
+        """The material a file records (a dataset's solver settings, a model's metadata); the paper's when absent.
+
+        Raises
+        ------
+        PhysicsError
+            A record that names phases but not as ``{"E": number, "nu": number}`` of a stable solid.
+        """
+        if not isinstance(record, dict):
+            return PAPER_MATERIAL
+        phases = []
+        for key, default in (("hard", DEFAULT_HARD), ("soft", DEFAULT_SOFT)):
+            spec = record.get(key)
+            if spec is None:
+                phases.append(default)
+                continue
+            try:
+                phases.append(Phase.from_young(float(spec["E"]), float(spec["nu"])))
+            except (TypeError, KeyError, ValueError) as exc:
+                raise PhysicsError(f"the recorded {key} phase {spec!r} is not {{'E': GPa, 'nu': ratio}} ({type(exc).__name__})") from None
+        return cls(*phases)
+
+    def to_record(self) -> dict:
+        """The JSON form files store: ``{"hard": {"E", "nu"}, "soft": {"E", "nu"}}``."""
+        return {key: {"E": _recorded(p.young), "nu": _recorded(p.poisson)} for key, p in (("hard", self.hard), ("soft", self.soft))}
+
+    def solver_options(self) -> dict:
+        """The phases as keyword arguments of :func:`~vaereg_core.physics.homogenize`."""
+        return {"hard": self.hard, "soft": self.soft}
+
+    @property
+    def inverted(self) -> bool:
+        """Whether the "hard" phase is the softer one (lower C11): allowed, but worth saying."""
+        return self.hard.stiffness()[0, 0] < self.soft.stiffness()[0, 0]
+
+    @property
+    def c11_range(self) -> tuple[float, float]:
+        """(lower, upper) of any structure's C11: the two phases' own C11 (GPa)."""
+        ends = sorted((float(self.hard.stiffness()[0, 0]), float(self.soft.stiffness()[0, 0])))
+        return ends[0], ends[1]
+
+
+PAPER_MATERIAL = Material()
+"""The paper's phases: hard E = 120 GPa, soft E = 2.4 GPa, nu = 0.3 for both."""
+
+
+def _phase_text(phase: Phase) -> str:
+    return f"E {_recorded(phase.young):.4g} GPa ν {phase.poisson:.2f}"
+
+
+def describe(material: Material) -> str:
+    """One line naming a material, e.g. ``"hard E 120 GPa ν 0.30 / soft E 2.4 GPa ν 0.30"``.
+
+    >>> describe(PAPER_MATERIAL)
+    'hard E 120 GPa ν 0.30 / soft E 2.4 GPa ν 0.30'
+    """
+    return f"hard {_phase_text(material.hard)} / soft {_phase_text(material.soft)}"

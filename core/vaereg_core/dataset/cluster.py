@@ -1,0 +1,114 @@
+"""Where a dataset's structures are computed: in this process, on a Dask ``LocalCluster``, or on a running cluster.
+
+The client submits one task per structure and hands each result, as it
+arrives, to the caller, who commits it (the build's resumable table writer).
+Dask recomputes on another worker the tasks of a worker that died; a client
+that dies takes its ``LocalCluster`` with it (each worker process is asked to
+die with the client, :mod:`vaereg_core.parent_death`), and a remote cluster
+forgets the dead client's tasks. Workers import only ``vaereg_core``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator
+
+from distributed import Client, LocalCluster, WorkerPlugin, as_completed
+from distributed.scheduler import KilledWorker
+
+from vaereg_core.errors import VaeRegError
+from vaereg_core.parent_death import die_with_parent
+
+CONNECT_TIMEOUT_S = 5.0
+"""How long to try to reach a scheduler before giving up."""
+
+
+class SchedulerError(VaeRegError):
+    """The Dask scheduler named by ``--scheduler`` cannot be reached."""
+
+
+class _DieWithClient(WorkerPlugin):
+    """Worker plugin: a ``LocalCluster`` worker process ends when the client's process dies (SIGKILL included)."""
+
+    name = "vaereg-die-with-client"
+
+    def __init__(self, client_pid: int) -> None:
+        self.client_pid = client_pid
+
+    def setup(self, worker: Any) -> None:  # noqa: ARG002 - the WorkerPlugin signature
+        # Dask's own watch of the parent is a thread that needs the GIL; the kernel's signal does not.
+        # A LocalCluster's nannies run in the client's process: it is each worker process's parent.
+        if os.getppid() == self.client_pid:
+            die_with_parent(self.client_pid)
+
+
+@contextmanager
+def compute_client(workers: int = 1, scheduler: str | None = None) -> Iterator[Client]:
+    """A Dask client: of a new ``LocalCluster``, or of a running scheduler.
+
+    Parameters
+    ----------
+    workers : int
+        Worker processes of the ``LocalCluster`` started when no ``scheduler``
+        is given (one thread each: one structure per process).
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:8786``, a ``dask
+        scheduler`` or a dask-jobqueue cluster's); its workers do the work.
+
+    Raises
+    ------
+    SchedulerError
+        The scheduler cannot be reached within :data:`CONNECT_TIMEOUT_S`.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        except (OSError, ValueError, TypeError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise SchedulerError(f"--scheduler {scheduler}: cannot reach the Dask scheduler within {CONNECT_TIMEOUT_S:g} s ({reason})") from None
+        with client:
+            yield client
+        return
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+    )
+    with cluster, Client(cluster, set_as_default=False) as client:
+        client.register_plugin(_DieWithClient(os.getpid()))
+        yield client
+
+
+def run_on(
+    client: Client,
+    function: Callable[..., Any],
+    items: Iterable[Any],
+    *args: Any,
+    on_result: Callable[[Any, Any], None],
+    on_error: Callable[[Any, Exception], None],
+) -> None:
+    """Call ``function(item, *args)`` for every item as a task of the cluster, handing each outcome over as it arrives.
+
+    Earlier items have a higher priority; outcomes come in the order they
+    finish. ``on_result(item, value)`` receives a value; ``on_error(item,
+    exc)`` a :class:`~vaereg_core.errors.VaeRegError` of the function or a
+    task that killed the workers it ran on (Dask's ``KilledWorker``, after
+    Dask's own retries); any other exception propagates.
+    """
+    items = list(items)
+    futures = {client.submit(function, item, *args, priority=len(items) - rank, pure=False): item for rank, item in enumerate(items)}
+    try:
+        for future in as_completed(futures, loop=client.loop):
+            item = futures.pop(future)
+            try:
+                value = future.result()
+            except (VaeRegError, KilledWorker) as exc:
+                on_error(item, exc)
+            else:
+                on_result(item, value)
+            future.release()
+    finally:
+        # An interrupted run leaves nothing queued on a shared cluster.
+        client.cancel(list(futures))
