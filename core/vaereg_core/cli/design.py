@@ -6,13 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from vaereg_core.cli.arguments import device, fraction, int_range, output_dir, positive_float, positive_int
+from vaereg_core.cli.arguments import output_dir
+from vaereg_core.cli.settings import add_device, add_settings, settings_from
 from vaereg_core.inverse.verified import DesignSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the design command."""
-    defaults = DesignSettings()
     p = subparsers.add_parser(
         "design",
         help="structures whose solver-computed stiffness meets a target (verified design)",
@@ -25,16 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target", nargs="+", required=True, metavar="NAME=GPa", help="e.g. C11=35 C22=30; unset constants are free")
     p.add_argument("--model", help="model file (default: the bundled default model)")
     p.add_argument("--out", required=True, type=output_dir, help="output folder (existing design files are replaced only with --overwrite)")
-    p.add_argument("--seconds", type=positive_float, default=defaults.seconds, help=f"wall-time budget (default {defaults.seconds:g})")
-    p.add_argument("--alternatives", type=int_range(1, 16), default=defaults.alternatives,
-                   help="designs of different morphology to return (default 1)")
-    p.add_argument("--goal", type=fraction, default=defaults.goal,
-                   help=f"stop once the verified mean relative error is at most this (default {defaults.goal:g})")
-    p.add_argument("--seed", type=int_range(0), default=defaults.seed)
-    p.add_argument("--proposals", type=positive_int, default=defaults.proposals, help="latent moves ranked per step")
+    add_settings(p, DesignSettings)
     p.add_argument("--force", action="store_true", help="design even a target the feasibility check calls impossible")
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N or mps (network and solver)")
+    add_device(p, "network and solver")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_design)
 
@@ -49,13 +43,12 @@ def _design(args: argparse.Namespace) -> int:
     if earlier and not args.overwrite:  # refused before a minute of work, not after
         raise ValueError(f"{earlier[0]}: file exists; pass --overwrite to replace the designs in {out}")
     model, target, reference = _load(args)
-    feasibility = _feasibility(target, reference)
+    feasibility = _feasibility(target, reference, model)
     if feasibility.verdict == "impossible" and not args.force:
         raise ValueError(f"target {target} is impossible for these phases ({feasibility.reasons[0]}); "
                          f"nearest achievable target {feasibility.nearest_text()} (or pass --force)")
     print(feasibility.line())
-    settings = DesignSettings(seconds=args.seconds, alternatives=args.alternatives, goal=args.goal, seed=args.seed,
-                              proposals=args.proposals)
+    settings = settings_from(args, DesignSettings)
     solver = {"device": args.device if args.device != "mps" else "cpu"}
 
     def progress(entry: dict) -> None:

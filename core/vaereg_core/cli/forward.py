@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from vaereg_core.cli.arguments import device, existing_file, existing_path, nonnegative_int, output_dir, positive_int
+from vaereg_core.cli.arguments import existing_file, existing_path, nonnegative_int, output_dir, positive_int
+from vaereg_core.cli.settings import add_device
 from vaereg_core.symmetry import SYMMETRY_SETS
 
 
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--test-structures", type=positive_int, metavar="N", help="report on N random test structures (default all)")
     p.add_argument("--study", type=nonnegative_int, default=0, metavar="N", help="also run all 48 symmetries on N test structures and tabulate each set")
     p.add_argument("--no-manifest", action="store_true", help="only the report")
-    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_device(p)
     p.set_defaults(func=_fit_ensemble)
 
 

@@ -6,8 +6,10 @@ import argparse
 import json
 import sys
 
-from vaereg_core.cli.arguments import device, existing_file, existing_path, key_value, model_or_default, nonnegative_float, nonnegative_int, output_dir, output_file, positive_float, positive_int
+from vaereg_core.cli.arguments import existing_file, existing_path, key_value, model_or_default, output_dir, output_file
+from vaereg_core.cli.settings import add_device, add_settings, settings_from
 from vaereg_core.dataset.subsets import SUBSETS
+from vaereg_core.settings import TrainingSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,17 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True, help=f"named configuration ({', '.join(NAMED_CONFIGS)}) or a JSON file")
     p.add_argument("--data", required=True, type=existing_file, help="dataset file (.h5)")
     p.add_argument("--out", required=True, type=output_dir, help="run folder (model.pt, last.pt, metrics.csv/json, loss_curves.png)")
-    p.add_argument("--kind", choices=("vae-regression", "regression-only"), default="vae-regression",
-                   help="the model, or the Reg-only 3-D CNN baseline (trunk + regressor)")
-    p.add_argument("--device", type=device, default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    add_settings(p, TrainingSettings, names=("kind", "device"))
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--init-from", metavar="MODEL", type=existing_path, help="start the trunk and regressor from a trained model file (e.g. a Reg-only run's model.pt); "
                    "with a decoder-stage configuration (train.stage = decoder), the VAE-Regression model whose decoder is trained")
-    p.add_argument("--epochs", type=positive_int, help="override train.max_epochs")
-    p.add_argument("--seed", type=nonnegative_int, help="override train.seed")
-    p.add_argument("--split-seed", type=nonnegative_int, help="override the dataset's split seed (repeated random splits)")
-    p.add_argument("--time-limit", type=nonnegative_float, metavar="MINUTES",
-                   help="stop after the last epoch that ends within this wall time (leased machines, sessions)")
+    add_settings(p, TrainingSettings, names=("epochs", "seed", "split_seed", "time_limit"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
@@ -51,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-baselines", action="store_true", help="only the runs themselves")
     p.add_argument("--subset", choices=SUBSETS,
                    help="evaluate every run on this subset's test split (default: the subset each run was trained on)")
-    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_device(p)
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser(
@@ -72,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("predict", help="predicted stiffness (mean ± std, GPa) of structure files")
     p.add_argument("files", nargs="+", metavar="FILE", help="voxel files (.npy .npz .h5 .vti .tif .raw)")
     p.add_argument("--model", type=existing_path, help="model file or run folder (default: the bundled default model)")
-    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_device(p)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=_predict)
 
@@ -96,8 +92,9 @@ def _train(args: argparse.Namespace) -> int:
     from vaereg_core.model.config import load_config
     from vaereg_core.model.training import train
 
+    settings = settings_from(args, TrainingSettings)
     config = load_config(args.config)
-    overrides = {k: v for k, v in (("max_epochs", args.epochs), ("seed", args.seed), ("split_seed", args.split_seed)) if v is not None}
+    overrides = settings.config_overrides()
     if overrides:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
 
@@ -107,9 +104,9 @@ def _train(args: argparse.Namespace) -> int:
         mape = "  ".join(f"MAPE {k} {v:.2f} %" for k, v in record.val_mape.items())
         print(f"epoch {record.epoch:3d}  train {record.train['total']:.4g}  val {record.val['total']:.4g}  {mape}  ({record.seconds:.0f} s)", file=sys.stderr)
         # Another epoch as long as this one would end past the limit: stop now, with every epoch saved.
-        return args.time_limit is None or time.monotonic() - started + record.seconds <= 60 * args.time_limit
+        return settings.time_limit is None or time.monotonic() - started + record.seconds <= 60 * settings.time_limit
 
-    result = train(config, args.data, args.out, device=args.device, resume=args.resume, kind=args.kind,
+    result = train(config, args.data, args.out, device=settings.device, resume=args.resume, kind=settings.kind,
                    init_from=args.init_from, progress=not args.quiet, callback=report)
     why = "early stopping" if result.stopped_early else "time limit" if result.interrupted else "epoch limit"
     print(f"{result.model_path}: best epoch {result.best_epoch} of {result.epochs} (validation loss {result.best_val_loss:.4g}; stopped by {why})")

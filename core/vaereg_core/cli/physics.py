@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from vaereg_core.cli.arguments import UsageError, check_index, device, finite_float, open_fraction, positive_float, positive_int
+from vaereg_core.cli.arguments import check_index, finite_float, positive_float
+from vaereg_core.cli.settings import add_settings, settings_from
+from vaereg_core.settings import SolverSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,60 +15,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "homogenize",
         help="effective elastic stiffness (GPa) of a voxel file",
-        description="Effective elastic stiffness of a periodic two-phase structure (1 = hard E=120 GPa, "
-        "0 = soft E=2.4 GPa, nu=0.3) by FFT-accelerated conjugate gradients. Prints C11 C22 C33 C12 "
+        description="Effective elastic stiffness of a periodic two-phase structure (1 = hard phase, 0 = soft phase; "
+        "default E=120 and 2.4 GPa, nu=0.3) by FFT-accelerated conjugate gradients. Prints C11 C22 C33 C12 "
         "C13 C23 (or the 6x6 with --all) with iterations, residuals and the discretisation.",
     )
     p.add_argument("file", help="voxel file (.npy .npz .h5 .vti .tif .raw+json)")
     p.add_argument("--index", type=int, help="structure of an HDF5 stack")
     p.add_argument("--threshold", type=finite_float, help="for grey-scale data: values above become hard phase")
     p.add_argument("--all", action="store_true", help="all six load cases: the full 6x6 stiffness")
-    p.add_argument("--tol", type=open_fraction, default=None, help="relative residual, in (0, 1) (default 1e-5)")
-    p.add_argument("--max-iter", type=positive_int, default=None, help="iteration limit (default 1000)")
-    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--backend", default="auto", choices=("auto", "numpy", "torch"), help="array backend (default auto)")
-    p.add_argument("--dtype", default="float64", choices=("float64", "float32"), help="precision (default float64)")
-    p.add_argument("--discretization", default="rotated", choices=("rotated", "fe-full"), help="rotated (default) or fe-full")
-    p.add_argument("--hard", type=finite_float, nargs=2, metavar=("E", "NU"), default=(120.0, 0.3), help="hard phase E (GPa) and nu")
-    p.add_argument("--soft", type=finite_float, nargs=2, metavar=("E", "NU"), default=(2.4, 0.3), help="soft phase E (GPa) and nu")
+    add_settings(p, SolverSettings)
     p.add_argument("--max-memory", type=positive_float, metavar="GB", help="memory limit of the solve (default: the memory available)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_homogenize)
 
 
-def _phase(option: str, values: list[float]):
-    """The Phase of ``--hard``/``--soft E NU``, or an error naming the option."""
-    from vaereg_core.errors import PhysicsError
-    from vaereg_core.physics import Phase
-
-    try:
-        return Phase.from_young(*values)
-    except PhysicsError as exc:
-        raise UsageError(f"{option}: {exc}") from None
-
-
 def _homogenize(args: argparse.Namespace) -> int:
-    from vaereg_core.physics import DEFAULT_TOL, homogenize
+    from vaereg_core.physics import homogenize
     from vaereg_core.physics.bounds import hashin_shtrikman_c11
-    from vaereg_core.physics.solver import DEFAULT_MAX_ITER
     from vaereg_core.voxel_io import read_voxels
 
     check_index(args.file, args.index)
-    hard, soft = _phase("--hard", args.hard), _phase("--soft", args.soft)
+    options = settings_from(args, SolverSettings).homogenize_options()
+    hard, soft = options["hard"], options["soft"]
     voxels = read_voxels(args.file, index=args.index, threshold=args.threshold)
-    result = homogenize(
-        voxels,
-        hard,
-        soft,
-        constants="all" if args.all else "normal",
-        tol=args.tol if args.tol is not None else DEFAULT_TOL,
-        max_iter=args.max_iter if args.max_iter is not None else DEFAULT_MAX_ITER,
-        discretization=args.discretization,
-        backend=args.backend,
-        device=args.device,
-        dtype=args.dtype,
-        max_memory=args.max_memory,
-    )
+    result = homogenize(voxels, constants="all" if args.all else "normal", max_memory=args.max_memory, **options)
     lo, hi = hashin_shtrikman_c11(hard, soft, result.volume_fraction)
     if args.json:
         out = result.to_dict()

@@ -78,7 +78,15 @@ def add_settings(
             options["type"] = _value_parser(described, kind)
         if described.metavar is not None:
             options["metavar"] = described.metavar
+        elif not described.choices:
+            options["metavar"] = flag.lstrip("-").upper().replace("-", "_")  # the flag's name, not the field's
         parser.add_argument(flag, **options)
+
+
+def add_device(parser: argparse.ArgumentParser, what: str = "", default: str = "auto") -> None:
+    """The ``--device`` option every command shares: one parser (names checked, availability too) and one help text."""
+    purpose = f" ({what})" if what else ""
+    parser.add_argument("--device", type=device, default=default, help=f"auto, cpu, cuda, cuda:N or mps{purpose} (default {default})")
 
 
 def settings_from(args: argparse.Namespace, cls: type, **fixed: Any) -> Any:
@@ -97,7 +105,7 @@ def settings_from(args: argparse.Namespace, cls: type, **fixed: Any) -> Any:
     try:
         return build(**values, **fixed)
     except SettingError as exc:
-        described = dict((f.name, s) for f, s in settings_fields(cls)).get(exc.field)
+        described = {f.name: s for f, s in settings_fields(cls)}.get(exc.field)
         flag = flag_of(exc.field, described) if described is not None else None
         raise UsageError(f"argument {flag}: {exc.problem}" if flag else str(exc)) from None
 
