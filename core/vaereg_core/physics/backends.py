@@ -281,6 +281,10 @@ def _stress_in_place(strain: Any, lam: Any, mu: Any) -> None:
     strain[..., :3, :, :, :] += trace[..., None, :, :, :]
 
 
+def _to_numpy(x: Any) -> np.ndarray:
+    return x if isinstance(x, np.ndarray) else x.detach().cpu().numpy()
+
+
 class Operator:
     """Stiffness, Green operator and macroscopic quantities of a batch of load cases.
 
@@ -343,6 +347,10 @@ class Operator:
         sig[...] = e[:, :, None, None, None]
         _stress_in_place(self._per_structure(sig), self.lam, self.mu)
         return sig
+
+    def strain_field(self, u: Any, strains: np.ndarray) -> np.ndarray:
+        """Total strain ``E + B u`` of every case at the voxel centres, (B, 6, nx, ny, nz) numpy (Voigt, engineering shear)."""
+        raise NotImplementedError(f"{type(self).__name__} does not give strain fields")
 
     def work_bytes(self) -> int:
         """Bytes of the solver's vectors and work arrays (5 vectors + operator buffers)."""
@@ -447,6 +455,12 @@ class SpectralOperator(Operator):
         self.lib.rfft_into(self.strain, self.strain_hat)
         self._divergence_t(self.strain_hat, out, sign=-1.0)
 
+    def strain_field(self, u, strains):
+        lib = self.lib
+        lib.irfft_into(self._strain_hat(u), self.shape, self.strain)
+        total = self.strain + lib.asarray(np.ascontiguousarray(strains.T))[:, :, None, None, None]
+        return _to_numpy(total).swapaxes(0, 1)
+
     def mean_stress(self, u, strains):
         lib = self.lib
         lib.irfft_into(self._strain_hat(u), self.shape, self.strain)
@@ -548,17 +562,23 @@ class GatherOperator(Operator):
             self._scatter(out[s * c : (s + 1) * c])
         out *= -1.0
 
-    def mean_stress(self, u, strains):
-        nx, ny, nz = self.shape
+    def strain_field(self, u, strains):
+        return _to_numpy(self._strain(u, strains))
+
+    def _strain(self, u, strains):
         c = self.cases
-        lib = self.lib
-        strain = lib.empty((self.batch, 6) + self.shape)
+        strain = self.lib.empty((self.batch, 6) + self.shape)
         for s in range(self.n_structures):
             self._gather(u[s * c : (s + 1) * c])
             g = self.gathered.reshape(24, c, -1)
             for cc in range(c):
                 strain[s * c + cc] = (self.centre @ g[:, cc]).reshape((6,) + self.shape)
-        strain += lib.asarray(strains)[:, :, None, None, None]
+        strain += self.lib.asarray(strains)[:, :, None, None, None]
+        return strain
+
+    def mean_stress(self, u, strains):
+        lib = self.lib
+        strain = self._strain(u, strains)
         _stress_in_place(self._per_structure(strain), self.lam, self.mu)
         return lib.mean(strain)
 

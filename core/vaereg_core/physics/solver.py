@@ -35,6 +35,7 @@ from vaereg_core.physics.backends import GatherOperator, Operator, SpectralOpera
 from vaereg_core.physics.elements import DISCRETIZATIONS, element, inverse_symbol, stiffness_symbol
 from vaereg_core.physics.memory import check_solve_memory
 from vaereg_core.physics.phases import DEFAULT_HARD, DEFAULT_SOFT, Phase
+from vaereg_core.physics.sensitivity import phase_flip_change, stiffness_derivative
 
 LOAD_CASES: tuple[str, ...] = ("e11", "e22", "e33", "e23", "e13", "e12")
 """Names of the unit macroscopic strains, in Voigt order (shears are engineering: gamma = 1)."""
@@ -417,12 +418,18 @@ def homogenize_batch(
     operator: str | None = None,
     max_memory: float | None = None,
     load_cases: Sequence[int] | None = None,
+    sensitivity: bool = False,
 ) -> list[HomogenizationResult]:
     """Effective stiffness of a stack of structures of one shape, solved as one batch.
 
     All load cases of all structures share each FFT and each operator call
     (on a GPU this is what makes it fast). Parameters as :func:`homogenize`;
     ``stack`` is (N, nx, ny, nz).
+
+    With ``sensitivity=True`` each result's ``extra`` holds, for every constant
+    whose two load cases were solved, its derivative field (``"sensitivity"``)
+    and the estimated change of flipping each voxel (``"flip_change"``), see
+    :mod:`vaereg_core.physics.sensitivity`.
     """
     start = time.perf_counter()
     array = np.asarray(stack)
@@ -466,6 +473,10 @@ def homogenize_batch(
         u, its, res = solve_cases(
             be, strains, tol=tol, max_iter=int(max_iter), method=method, omega=omega, cancel=cancel, case_names=case_names, load_scale=scale
         )
+    if sensitivity:
+        if discretization != "rotated":
+            raise PhysicsError("sensitivities are given for the rotated scheme only (one strain per voxel)")
+        fields = be.strain_field(u, strains)
     stress = be.mean_stress(u, strains)
     work = be.work_bytes()
     be.release()
@@ -512,6 +523,10 @@ def homogenize_batch(
                 work_bytes=int(work),
             )
         )
+        if sensitivity:
+            strain = {c: fields[s * cases + index] for index, c in enumerate(solved)}
+            results[-1].extra["sensitivity"] = stiffness_derivative(strain, hard, soft)
+            results[-1].extra["flip_change"] = phase_flip_change(strain, structures[s], hard, soft)
     return results
 
 
@@ -533,6 +548,7 @@ def homogenize(
     operator: str | None = None,
     max_memory: float | None = None,
     load_cases: Sequence[int] | None = None,
+    sensitivity: bool = False,
 ) -> HomogenizationResult:
     """Effective elastic stiffness (GPa) of a periodic two-phase voxel structure.
 
@@ -573,6 +589,9 @@ def homogenize(
         (0 = e11, 1 = e22, 2 = e33): C_ij comes from case j (or i), so C11 alone
         needs case 0 and a third of the work (:func:`load_cases_for`). The
         constants no solved case gives are left out of ``constants``.
+    sensitivity : bool
+        Also give each constant's response to every voxel's phase in ``extra``
+        (rotated scheme; see :func:`homogenize_batch`).
 
     Returns
     -------
@@ -611,4 +630,5 @@ def homogenize(
         operator=operator,
         max_memory=max_memory,
         load_cases=load_cases,
+        sensitivity=sensitivity,
     )[0]
