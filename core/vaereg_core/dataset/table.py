@@ -28,6 +28,7 @@ from vaereg_core.atomic_files import remove_dead_writers_files
 from vaereg_core.dataset.splits import DEFAULT_SPLIT_SEED, split_indices
 from vaereg_core.errors import FileError
 from vaereg_core.microstructure import Recipe
+from vaereg_core.physics.phases import Material
 
 FORMAT = "vaereg-dataset"
 VERSION = 1
@@ -84,9 +85,11 @@ class DatasetTable:
         """The solver settings the table was computed with, as keyword arguments of ``homogenize``.
 
         Structures checked against this table (decoded, designed) are solved
-        the same way, so their errors are not the solvers' differences.
+        the same way and with the same phases, so their errors are not the
+        solvers' differences.
         """
-        return {k: self.solver[k] for k in ("discretization", "tol", "dtype") if k in self.solver}
+        options = {k: self.solver[k] for k in ("discretization", "tol", "dtype") if k in self.solver}
+        return {**options, **Material.from_record(self.solver).solver_options()}
 
     def rows(self, split: str | None = None) -> np.ndarray:
         """Row indices of a split ('train', 'val', 'test') or of all rows."""

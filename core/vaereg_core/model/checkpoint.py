@@ -7,7 +7,8 @@ Content (a dict readable with ``torch.load(weights_only=True)``)::
     kind        "vae-regression" or "regression-only"
     config      RunConfig as a dict (model, loss, train)
     properties  names, units ("GPa"), normalisation, ranges {name: [min, max]} of the training data
-    metadata    free-form provenance (dataset, split seed, epoch, losses, versions)
+    metadata    provenance (dataset, split seed, epoch, losses, versions) and ``material``, the
+                phases of the training data ({"hard": {"E", "nu"}, "soft": {...}}; absent: the paper's)
     state_dict  the network's weights
     checksum    SHA-256 of the weights (names, dtypes, shapes, bytes)
 
@@ -27,10 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaereg_core.errors import ModelFileError
+from vaereg_core.errors import ModelFileError, PhysicsError
 from vaereg_core.model.config import RunConfig
 from vaereg_core.model.networks import RegressionOnly, VAERegression
 from vaereg_core.model.scaling import PropertyScaler
+from vaereg_core.physics.phases import Material
 
 FORMAT = "vaereg-model"
 VERSION = 1
@@ -57,6 +59,11 @@ class ModelFile:
     @property
     def property_names(self) -> tuple[str, ...]:
         return self.config.model.properties
+
+    @property
+    def material(self) -> Material:
+        """The phases the model was trained on (the paper's when the file records none)."""
+        return Material.from_record(self.metadata.get("material"))
 
 
 def state_checksum(state: dict[str, torch.Tensor]) -> str:
@@ -148,4 +155,9 @@ def load_model_file(path: str | os.PathLike, device: torch.device | str = "cpu")
         raise ModelFileError(path, f"inconsistent model file ({type(exc).__name__}: {exc})") from None
     if tuple(props["names"]) != config.model.properties or props.get("units") != "GPa":
         raise ModelFileError(path, "inconsistent model file (property names or units do not match the configuration)")
-    return ModelFile(network.to(device).eval(), config, scaler, ranges, data.get("metadata", {}), data["checksum"])
+    metadata = data.get("metadata", {})
+    try:
+        Material.from_record(metadata.get("material"))
+    except (PhysicsError, AttributeError) as exc:
+        raise ModelFileError(path, f"inconsistent model file (its material: {exc})") from None
+    return ModelFile(network.to(device).eval(), config, scaler, ranges, metadata, data["checksum"])

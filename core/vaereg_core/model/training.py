@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
+from vaereg_core.dataset.table import read_table
 from vaereg_core.device import resolve_device
 from vaereg_core.errors import VaeRegError
 from vaereg_core.model.checkpoint import MODEL_FILE, KINDS, ModelFile, load_model_file, save_model
@@ -38,6 +39,7 @@ from vaereg_core.model.config import STAGE_LEARNERS, RunConfig
 from vaereg_core.model.losses import LossTerms, VAERegLoss
 from vaereg_core.model.networks import VAERegression
 from vaereg_core.model.scaling import PropertyScaler
+from vaereg_core.physics.phases import Material
 from vaereg_core.symmetry import symmetries_for
 
 STATE_FILE = "last.pt"
@@ -454,7 +456,8 @@ def train(
         raise RunFolderError(run_dir, "already holds a run; use --resume to continue it or choose another folder")
     trainer = Trainer(
         config, split_datasets(config, data), run_dir, device=device, kind=kind,
-        metadata={"data": str(data), "split_seed": config.train.split_seed, **({"init_from": record["init_from"]} if init_from else {})},
+        metadata={"data": str(data), "split_seed": config.train.split_seed, "material": _material_of(data),
+                  **({"init_from": record["init_from"]} if init_from else {})},
         # A resumed run has its weights in last.pt; a finishing stage still needs its source's scaler.
         init_from=init_from if not resume or config.train.stage != "joint" else None,
         progress=progress,
@@ -464,6 +467,11 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file.write_text(json.dumps(record, indent=2))
     return trainer.fit(callback)
+
+
+def _material_of(data: Path) -> dict:
+    """The phases a dataset file was computed with, as a model file records them."""
+    return Material.from_record(read_table(data).solver).to_record()
 
 
 def write_metrics(run_dir: Path, history: Sequence[dict]) -> None:

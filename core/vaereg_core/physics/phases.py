@@ -83,6 +83,9 @@ class Phase:
         """The 6x6 Voigt stiffness matrix (engineering shear strains), GPa."""
         return isotropic_stiffness(self.lam, self.mu)
 
+    def __str__(self) -> str:
+        return f"E {_recorded(self.young):.4g} GPa ν {self.poisson:.2f}"
+
     def to_dict(self) -> dict:
         """JSON form: Young's modulus and Poisson's ratio (and the Lamé constants)."""
         return {"E": self.young, "nu": self.poisson, "lambda": self.lam, "mu": self.mu}
@@ -181,14 +184,10 @@ PAPER_MATERIAL = Material()
 """The paper's phases: hard E = 120 GPa, soft E = 2.4 GPa, nu = 0.3 for both."""
 
 
-def _phase_text(phase: Phase) -> str:
-    return f"E {_recorded(phase.young):.4g} GPa ν {phase.poisson:.2f}"
-
-
 def describe(material: Material) -> str:
     """One line naming a material, e.g. ``"hard E 120 GPa ν 0.30 / soft E 2.4 GPa ν 0.30"``.
 
     >>> describe(PAPER_MATERIAL)
     'hard E 120 GPa ν 0.30 / soft E 2.4 GPa ν 0.30'
     """
-    return f"hard {_phase_text(material.hard)} / soft {_phase_text(material.soft)}"
+    return f"hard {material.hard} / soft {material.soft}"
