@@ -167,25 +167,25 @@ def _load(args: argparse.Namespace):
 
 
 def _reference_table(model) -> np.ndarray | None:
-    """The shipped training property table in the model's property order, if this installation has it."""
+    """The shipped training property table in the model's property order, if this installation has it and it is of the model's material."""
     from vaereg_core.dataset.table import PROPERTY_NAMES, read_table
+    from vaereg_core.physics.phases import Material
     from vaereg_core.resources import default_dataset_path
 
     path = default_dataset_path()
     if not path.is_file():
         return None
     table = read_table(path)
+    if Material.from_record(table.solver) != model.material:
+        return None
     return table.properties[:, [PROPERTY_NAMES.index(n) for n in model.property_names]]
 
 
-def _feasibility(target: Target, reference: np.ndarray | None) -> Feasibility:
-    """The target's feasibility for the phases of the shipped dataset (the defaults without it)."""
-    from vaereg_core.dataset.table import read_table
-    from vaereg_core.inverse.feasibility import assess, phases_of
-    from vaereg_core.resources import default_dataset_path
+def _feasibility(target: Target, reference: np.ndarray | None, model) -> Feasibility:
+    """The target's feasibility for the phases of the model's material."""
+    from vaereg_core.inverse.feasibility import assess
 
-    hard, soft = phases_of(read_table(default_dataset_path()).solver if reference is not None else {})
-    return assess(target, reference=reference, hard=hard, soft=soft)
+    return assess(target, reference=reference, hard=model.material.hard, soft=model.material.soft)
 
 
 def _write_json(path: Path, data: dict, overwrite: bool) -> None:
@@ -201,7 +201,7 @@ def _inverse(args: argparse.Namespace) -> int:
     from vaereg_core.inverse.design import candidates, validate
 
     model, target, reference = _load(args)
-    feasibility = _feasibility(target, reference)
+    feasibility = _feasibility(target, reference, model)
     if feasibility.verdict == "impossible" and not args.force:
         raise TargetError(f"target impossible: {feasibility.reasons[0]}; nearest achievable target {feasibility.nearest_text()} (--force designs it anyway)")
     if not args.json:
@@ -209,7 +209,7 @@ def _inverse(args: argparse.Namespace) -> int:
     found = candidates(model, target, samples_per_component=args.samples, seed=args.seed, reference=reference)
     if args.validate:
         for c in found:
-            c.validation = validate(c.voxels, target)
+            c.validation = validate(c.voxels, target, **model.material.solver_options())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     provenance = _provenance(args, model, target)

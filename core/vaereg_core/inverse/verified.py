@@ -249,7 +249,8 @@ def design(
         Polled between steps and inside the solver; the run then ends with what
         it has verified (no final solves), ``cancelled`` set.
     solver_options : dict, optional
-        Passed to :func:`~vaereg_core.physics.homogenize_batch` (backend, device, phases).
+        Passed to :func:`~vaereg_core.physics.homogenize_batch` (backend, device; the phases
+        default to the model's material).
     """
     from vaereg_core.inverse.design import complete_target
 
@@ -259,7 +260,7 @@ def design(
         raise TargetError(f"the target is for {', '.join(target.names)}, the model predicts {', '.join(model.property_names)}")
     started = time.perf_counter()
     rng = np.random.default_rng(settings.seed)
-    solve = _Solver(target, cancel, dict(solver_options or {}))
+    solve = _Solver(target, cancel, {**model.material.solver_options(), **(solver_options or {})})
     full = complete_target(target, reference)
     pi, mu, sigma = model.prior_components(dict(zip(model.property_names, map(float, full))))
     states: list[VerifiedState] = []
