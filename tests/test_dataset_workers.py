@@ -1,4 +1,4 @@
-"""A killed ``dataset build --workers 2`` takes its workers and the resource tracker with it."""
+"""A killed ``dataset build --workers 2`` takes its Dask LocalCluster's workers and the resource tracker with it."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_sigkill_of_a_build_ends_its_workers(tmp_path):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        # Two workers and the resource tracker.
+        # Two Dask worker processes and the resource tracker (the nannies and the scheduler run in the build).
         assert wait_until(lambda: len(children(build.pid)) >= 3, 60), "the build did not start its workers"
         time.sleep(0.5)  # workers past their initializer, computing
         spawned = children(build.pid)
