@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
     QColorDialog,
@@ -15,12 +13,14 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGridLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 from superqt import QElidingLabel, QLabeledDoubleSlider, QLabeledSlider
+from vaereg_core.provenance import ProvenanceRow, provenance_rows
 
 from vaereg_studio.structure import Structure
 from vaereg_studio.viewer import AXES, VoxelViewer
@@ -195,9 +195,7 @@ class StructurePanel(QWidget):
         form.addRow("Hard-phase volume fraction", self.volume_fraction)
         layout.addWidget(info)
 
-        self.provenance = QLabel("—")
-        self.provenance.setWordWrap(True)
-        self.provenance.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.provenance = ProvenanceTable()
         provenance_box = QGroupBox("Stored with the file")
         QVBoxLayout(provenance_box).addWidget(self.provenance)
         layout.addWidget(provenance_box)
@@ -221,26 +219,47 @@ class StructurePanel(QWidget):
         self.grid_warning.setText(f"⚠ The model needs a {self.model_grid}³ grid: this structure is for viewing only.")
         self.grid_warning.setVisible(not fits)
         self.volume_fraction.setText(f"{structure.volume_fraction:.4f}")
-        self.provenance.setText(format_metadata(structure.metadata) or "nothing")
+        self.provenance.set_rows(provenance_rows(structure.metadata))
 
     def set_model_status(self, text: str) -> None:
         """What the predicted-properties box says when it has no prediction to show."""
         self.predicted.setText(text)
 
 
-def format_metadata(metadata: Any, max_items: int = 12) -> str:
-    """``key: value`` lines for the metadata stored with a file, shortened for display.
+class ProvenanceTable(QWidget):
+    """The provenance stored with a file, one quantity per row; a shortened value (the latent vector) gets a Copy button."""
 
-    Metadata that is not a mapping (a foreign file's list or number) is shown
-    as it is, as JSON.
-    """
-    if not isinstance(metadata, Mapping):
-        text = json.dumps(metadata, default=str)
-        return text if len(text) <= 80 * max_items else text[: 80 * max_items - 1] + "…"
-    lines = []
-    for key, value in list(metadata.items())[:max_items]:
-        text = value if isinstance(value, str) else json.dumps(value, default=str)
-        lines.append(f"{key}: {text if len(text) <= 80 else text[:77] + '…'}")
-    if len(metadata) > max_items:
-        lines.append(f"… and {len(metadata) - max_items} more")
-    return "\n".join(lines)
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.form = QFormLayout(self)
+        self.form.setContentsMargins(0, 0, 0, 0)
+        self.rows: list[ProvenanceRow] = []
+        self.set_rows([])
+
+    def set_rows(self, rows: Sequence[ProvenanceRow]) -> None:
+        """Show ``rows`` in place of the previous ones."""
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        self.rows = list(rows)
+        if not self.rows:
+            self.form.addRow(QLabel("nothing"))
+        for row in self.rows:
+            value = QLabel(row.value)
+            value.setWordWrap(True)
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            if row.copy is None:
+                self.form.addRow(row.quantity, value)
+                continue
+            field = QWidget()
+            line = QHBoxLayout(field)
+            line.setContentsMargins(0, 0, 0, 0)
+            line.addWidget(value, 1)
+            button = QPushButton("Copy")
+            button.setToolTip(f"Copy the whole {row.quantity.lower()} (JSON) to the clipboard")
+            button.clicked.connect(lambda _=False, text=row.copy: QGuiApplication.clipboard().setText(text))
+            line.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
+            self.form.addRow(row.quantity, field)
+
+    def copy_buttons(self) -> list[QPushButton]:
+        """The rows' Copy buttons, in row order."""
+        return self.findChildren(QPushButton)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -194,7 +193,12 @@ def _write_json(path: Path, data: dict, overwrite: bool) -> None:
 
 
 def _provenance(args, model, target) -> dict:
-    return {"model": os.fspath(args.model or "bundled default"), "target_GPa": target.as_dict(), "extrapolated": list(target.extrapolated)}
+    from vaereg_core.model.checkpoint import resolve_model_path
+    from vaereg_core.provenance import model_identity
+
+    # By name and checksum, as the app records it: a path says nothing once the file is replaced.
+    identity = model_identity(resolve_model_path(model_or_default(args.model)))
+    return {"model": identity, "target_GPa": target.as_dict(), "extrapolated": list(target.extrapolated)}
 
 
 def _inverse(args: argparse.Namespace) -> int:

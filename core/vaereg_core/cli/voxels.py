@@ -9,6 +9,7 @@ from vaereg_core.cli.arguments import MIN_GRID, check_index, finite_float, fract
 from vaereg_core.descriptors import correlation_length, volume_fraction
 from vaereg_core.memory import check_memory
 from vaereg_core.microstructure import FILTERS, SIGMA_VALUES, filter_index, filter_sigma, generate
+from vaereg_core.provenance import format_table, provenance_rows
 from vaereg_core.voxel_io import READ_EXTENSIONS, export_stl, read_voxel_file, write_voxels
 
 GENERATE_BYTES_PER_VOXEL = 48
@@ -102,8 +103,10 @@ def _info(args: argparse.Namespace) -> int:
     print(f"dtype            {info['dtype']} (1 = hard phase)")
     print(f"volume fraction  {info['volume_fraction']:.4f}")
     print("corr. length     " + "  ".join(f"{a}: {c:.2f}" for a, c in zip("xyz", info["correlation_length"])) + "  voxels (S2 falls to 1/e)")
-    for key, value in metadata.items():
-        print(f"{key:<16} {value}")
+    rows = provenance_rows(metadata)
+    if rows:
+        print("\nstored with the file")
+        print(format_table(rows))
     return 0
 
 
