@@ -42,7 +42,7 @@ def model_path(tmp_path) -> Path:
 
 def load_model(qtbot, window, path: Path, wait_map: bool = True) -> None:
     """Open the model and wait for it (and for the latent map)."""
-    window.latent_panel.max_structures = MAP_STRUCTURES
+    window.session.map_structures = MAP_STRUCTURES
     signals = [window.modelLoaded, window.latent_panel.mapReady] if wait_map else [window.modelLoaded]
     with qtbot.waitSignals(signals, timeout=TIMEOUT_MS):
         window.open_model(path)
@@ -50,7 +50,7 @@ def load_model(qtbot, window, path: Path, wait_map: bool = True) -> None:
 
 def design_window(qtbot, tmp_path: Path, model_path: Path, wait_map: bool = True):
     window = open_window(qtbot, tmp_path)
-    window.latent_panel.cache_dir = tmp_path / "cache"
+    window.session.map_cache_dir = tmp_path / "cache"
     load_model(qtbot, window, model_path, wait_map)
     return window
 
@@ -184,7 +184,7 @@ def test_bad_targets_say_why_and_extrapolation_is_flagged(qtbot, tmp_path, resou
     def broken(*args, **kwargs):
         raise RuntimeError("the generator exploded")
 
-    monkeypatch.setattr("vaereg_studio.target_panel.find_candidates", broken)
+    monkeypatch.setattr("vaereg_studio.session.session.find_candidates", broken)
     with qtbot.waitSignal(window.errorShown, timeout=TIMEOUT_MS) as blocker:
         panel.find_button.click()
     title, message = blocker.args
@@ -195,7 +195,7 @@ def test_bad_targets_say_why_and_extrapolation_is_flagged(qtbot, tmp_path, resou
 def test_without_training_data_free_is_disabled_and_the_map_says_why(qtbot, tmp_path, model_path, monkeypatch):
     monkeypatch.setenv("VAEREG_RESOURCES", str(tmp_path / "empty-resources"))
     window = open_window(qtbot, tmp_path)
-    window.latent_panel.cache_dir = tmp_path / "cache"
+    window.session.map_cache_dir = tmp_path / "cache"
     with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT_MS):
         window.open_model(model_path)
     panel = window.target_panel
@@ -368,7 +368,7 @@ def test_design_settings_persist_across_restart(qtbot, tmp_path, resources, mode
 
     again = MainWindow(private_settings(tmp_path), load_default_model=False)
     qtbot.addWidget(again)
-    again.latent_panel.cache_dir = tmp_path / "cache"
+    again.session.map_cache_dir = tmp_path / "cache"
     load_model(qtbot, again, model_path, wait_map=False)
     rows = {r.name: r for r in again.target_panel.rows}
     assert rows["C11"].spin.value() == 42.5 and not rows["C11"].free.isChecked()

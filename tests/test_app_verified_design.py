@@ -40,8 +40,8 @@ def window(qtbot, tmp_path, resources):
     (tmp_path / "models").mkdir()
     path = save_tiny_model(tmp_path / "models" / "c11.pt", components=2, properties=("C11",))
     window = open_window(qtbot, tmp_path)
-    window.latent_panel.cache_dir = tmp_path / "cache"
-    window.latent_panel.max_structures = 48
+    window.session.map_cache_dir = tmp_path / "cache"
+    window.session.map_structures = 48
     with qtbot.waitSignals([window.modelLoaded, window.latent_panel.mapReady], timeout=TIMEOUT_MS):
         window.open_model(path)
     return window

@@ -156,8 +156,8 @@ def test_stack_of_structures_asks_which_one(qtbot, tmp_path, monkeypatch):
 def test_results_of_workers_still_running_at_close_are_dropped(qtbot, tmp_path):
     window = open_window(qtbot, tmp_path)
     results, errors = [], []
-    window.run_worker(time.sleep, 0.5, on_result=results.append, on_error=errors.append)
-    window.run_worker(operator.truediv, 1, 0, on_result=results.append, on_error=errors.append)
+    window.runner.submit(time.sleep, 0.5, on_result=results.append, on_error=errors.append)
+    window.runner.submit(operator.truediv, 1, 0, on_result=results.append, on_error=errors.append)
     window.close()
     qtbot.wait(1500)  # both workers have finished and their signals were delivered
     assert results == [] and errors == []

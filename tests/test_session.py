@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,7 @@ from vaereg_core.inverse.targets import parse_target  # noqa: E402
 from vaereg_core.inverse.verified import DesignSettings  # noqa: E402
 from vaereg_studio.session import DesignSession, TaskRunner  # noqa: E402
 from vaereg_studio.session.records import MapState  # noqa: E402
+from vaereg_studio.session.session_file import SessionDocument, SessionFileError, read_session, write_session  # noqa: E402
 
 TIMEOUT_S = 120.0
 
@@ -160,3 +164,146 @@ def test_the_session_imports_no_qt():
     code = "import sys, vaereg_studio.session; print(any(m.startswith('PySide6') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent)
     assert out.stdout.strip() == "False"
+
+
+def test_nothing_runs_after_close(runner):
+    ran = []
+    runner.close()
+    task = runner.submit(ran.append, 1, on_result=ran.append, on_error=ran.append)
+    time.sleep(0.1)
+    assert task.dropped and ran == [] and not runner.is_busy
+
+
+def designed_session(session: DesignSession, runner: TaskRunner) -> DesignSession:
+    """``session`` with a target, two validated candidates, one design run and one annealing run."""
+    session.set_target(parse_target({"C11": 30.0}, session.model.model.property_names))
+    session.find_candidates(0, 5)
+    runner.wait_idle(TIMEOUT_S)
+    session.validate_all()
+    session.start_design(DesignSettings(seconds=60, max_solves=5, alternatives=1), None, lambda entry: None)
+    session.start_anneal("candidate k2", session.candidates[1].found.candidate.z, AnnealSettings(iterations=4, seed=2), 0.1)
+    runner.wait_idle(TIMEOUT_S)
+    session.view_options.hard_colour = "#123456"
+    return session
+
+
+def test_save_and_reopen_restore_the_same_session(session, runner, tmp_path):
+    designed_session(session, runner)
+    path = tmp_path / "study.vaeregsession"
+    saved: list[Path] = []
+    session.save(path, on_saved=saved.append)
+    runner.wait_idle(TIMEOUT_S)
+    assert saved == [path] and path.is_file()
+    assert not list(tmp_path.glob(".study*"))  # no temporary file left
+
+    again = DesignSession(runner, map_cache_dir=tmp_path / "cache")
+    again.map_structures = 24
+    restored = record(again.events.restored)
+    again.open(path)  # no model loaded: the session's own is loaded first
+    runner.wait_idle(TIMEOUT_S)
+    assert len(restored) == 1 and again.model.checksum == session.model.checksum
+
+    assert again.target.as_dict() == session.target.as_dict()
+    assert [e.label for e in again.candidates] == [e.label for e in session.candidates]
+    for a, b in zip(again.candidates, session.candidates):
+        np.testing.assert_array_equal(a.found.candidate.voxels, b.found.candidate.voxels)
+        np.testing.assert_array_equal(a.found.candidate.z, b.found.candidate.z)
+        assert a.validation == b.validation and a.status == b.status == "validated"
+        assert a.found.thumbnail is not None  # made again on opening
+    assert [r.status for r in session.design_runs] == ["done"]
+    (run,), (first,) = again.design_runs, session.design_runs
+    assert run.outcome.result.trajectory == first.outcome.result.trajectory
+    assert run.outcome.result.settings == first.outcome.result.settings
+    for a, b in zip(run.outcome.designs, first.outcome.designs):
+        assert a.design.constants == b.design.constants and a.design.errors == b.design.errors
+        np.testing.assert_array_equal(a.design.state.voxels, b.design.state.voxels)
+        np.testing.assert_array_equal(a.path, b.path)
+    (anneal,), (original,) = again.anneal_runs, session.anneal_runs
+    assert anneal.settings == original.settings and anneal.prior_weight == 0.1 and anneal.status == "done"
+    trajectory = [(s.iteration, s.value) for s in anneal.outcome.refinement.anneal.trajectory]
+    assert trajectory == [(s.iteration, s.value) for s in original.outcome.refinement.anneal.trajectory]
+    np.testing.assert_array_equal(anneal.outcome.refinement.voxels, original.outcome.refinement.voxels)
+    assert anneal.outcome.validation == original.outcome.validation
+    assert again.view_options == session.view_options
+
+    # Saved again, the reopened session gives the same file contents.
+    second = tmp_path / "again.vaeregsession"
+    again.save(second)
+    runner.wait_idle(TIMEOUT_S)
+    assert read_session(second).content["view_options"] == read_session(path).content["view_options"]
+
+
+def test_saving_never_replaces_a_file_unasked(session, runner, tmp_path):
+    errors = record(session.events.error)
+    path = tmp_path / "kept.vaeregsession"
+    path.write_bytes(b"precious")
+    session.save(path)
+    runner.wait_idle(TIMEOUT_S)
+    assert path.read_bytes() == b"precious"
+    assert len(errors) == 1 and "file exists" in str(errors[0][1])
+
+
+def small_document() -> SessionDocument:
+    content = {"target": parse_target({"C11": 30.0}, ("C11",)), "values": np.arange(4.0), "view_options": {}}
+    return SessionDocument({"name": "m.pt", "checksum": "ab" * 32, "path": "/nowhere/m.pt"}, content)
+
+
+def test_a_session_file_round_trips_its_records(tmp_path):
+    path = write_session(tmp_path / "s.vaeregsession", small_document())
+    document = read_session(path)
+    assert document.model == small_document().model
+    assert document.content["target"].as_dict() == {"C11": 30.0}
+    np.testing.assert_array_equal(document.content["values"], np.arange(4.0))
+
+
+def rewrite_manifest(path: Path, change) -> None:
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    manifest = json.loads(members["session.json"])
+    change(manifest)
+    members["session.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda p: rewrite_manifest(p, lambda m: m.update(version=7)), "session format version 7; this app reads version 1"),
+        (lambda p: rewrite_manifest(p, lambda m: m.update(format="other")), "not a VAEReg Studio session"),
+        (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "damaged session"),
+        (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(200)), "damaged session"),
+        (lambda p: rewrite_manifest(p, lambda m: m["content"]["dict"][0].__setitem__(1, {"record": "Popen", "fields": {}})), "unknown record type 'Popen'"),
+        (lambda p: rewrite_manifest(p, lambda m: m["content"]["dict"][1].__setitem__(1, {"array": "a99"})), "arrays/a99.npy"),
+    ],
+    ids=["version", "foreign", "truncated", "garbage", "code", "missing-array"],
+)
+def test_unknown_versions_and_damaged_files_are_one_clear_error(tmp_path, damage, message):
+    path = write_session(tmp_path / "s.vaeregsession", small_document())
+    damage(path)
+    with pytest.raises(SessionFileError) as caught:
+        read_session(path)
+    text = str(caught.value)
+    assert text.startswith(str(path)) and message in text and "\n" not in text
+
+
+def test_a_pickled_array_is_refused(tmp_path):
+    path = write_session(tmp_path / "s.vaeregsession", small_document())
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([object()], dtype=object), allow_pickle=True)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("arrays/a0.npy", buffer.getvalue())  # a second member of that name shadows the first
+    with pytest.raises(SessionFileError, match="damaged session"):
+        read_session(path)
+
+
+def test_a_session_of_a_missing_model_says_which(runner, tmp_path):
+    session = DesignSession(runner)
+    errors = record(session.events.error)
+    empty = {"target": None, "search_seed": 0, "candidates": [], "design_runs": [], "anneal_runs": [], "view_options": {}}
+    path = write_session(tmp_path / "s.vaeregsession", SessionDocument(small_document().model, empty))
+    session.open(path)
+    runner.wait_idle(TIMEOUT_S)
+    assert len(errors) == 1 and errors[0][0] == "Cannot open the session s.vaeregsession."
+    assert "made with the model m.pt" in str(errors[0][1]) and "open that model first" in str(errors[0][1])

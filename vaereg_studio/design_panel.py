@@ -1,7 +1,7 @@
 """The target panel's "Design" box: the verified loop (the FFT solver decides) for the panel's target.
 
-A thin widget over :mod:`vaereg_studio.design_worker`: the feasibility line
-(on a worker, after the target settles), budget and alternatives, a progress
+A thin view of the session's design runs: the feasibility line (assessed by
+the session after the target settles), budget and alternatives, a progress
 bar with the solver's best verified error, Cancel, and the designs as cards
 beside the candidates (marked "verified", the solver's constants next to the
 model's prediction). The run itself is in a child process, waited for on a
@@ -11,21 +11,29 @@ worker thread; its progress comes to the UI thread as a Qt signal.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from vaereg_core.inverse.feasibility import IMPOSSIBLE, Feasibility
 from vaereg_core.inverse.targets import Target, TargetError
 from vaereg_core.inverse.verified import DesignSettings
-from vaereg_studio.design_process import DesignJob
-from vaereg_studio.design_state import CancelToken, FoundCandidate
-from vaereg_studio.design_worker import DesignOutcome, FoundDesign, design_metadata, feasibility, run_design
-from vaereg_studio.target_panel import ERROR_STYLE, WARNING_STYLE, CandidateCard
-
-if TYPE_CHECKING:
-    from vaereg_studio.target_panel import TargetPanel
+from vaereg_studio.candidate_card import ERROR_STYLE, WARNING_STYLE, CandidateCard
+from vaereg_studio.design_state import FoundCandidate
+from vaereg_studio.design_worker import DesignOutcome, FoundDesign, design_metadata, feasibility
+from vaereg_studio.session import DesignSession, TaskRunner
+from vaereg_studio.session.records import DesignRun
+from vaereg_studio.settings import AppSettings
 
 DESIGN_DEFAULTS = {"seconds": 60, "alternatives": 2}
 FEASIBILITY_DELAY_MS = 250  # the target settles (a slider drag) before it is assessed
@@ -60,36 +68,44 @@ class DesignBox(QGroupBox):
 
     Parameters
     ----------
-    panel : TargetPanel
-        Gives the target, the model and the training table; lays out the cards.
+    session : DesignSession
+        Gives the target, the model and its training table; runs the designs.
+    runner : TaskRunner
+        The session's task runner.
+    settings : AppSettings
+        Keeps the budget and the alternatives between runs of the app.
+    card_area : QWidget
+        Where the design cards go (the target panel lays them out on ``cardsChanged``).
 
     Signals
     -------
-    designsShown(list)
-        Every card of a run is drawn; the list holds ``(label, path)`` pairs,
-        ``path`` the design's latent vectors (for the latent map).
+    cardsChanged()
+        Cards were shown or hidden: lay them out again.
+    nearestChosen(dict)
+        The user chose the nearest achievable target (``{name: GPa}``) for an impossible one.
     finished(object)
-        A run ended: the :class:`DesignOutcome`, or ``None`` when cancelled.
+        A run ended and its cards are drawn: the :class:`DesignOutcome`, or ``None`` when cancelled.
     """
 
-    designsShown = Signal(list)
+    cardsChanged = Signal()
+    nearestChosen = Signal(dict)
     finished = Signal(object)
     _progressed = Signal(dict)  # emitted on the worker thread, delivered on the UI thread
 
-    def __init__(self, panel: TargetPanel, parent: QWidget | None = None) -> None:
+    def __init__(self, session: DesignSession, runner: TaskRunner, settings: AppSettings, card_area: QWidget, parent: QWidget | None = None) -> None:
         super().__init__("Verified design — the FFT solver decides", parent)
         self.setObjectName("designBox")
-        self.panel = panel
+        self.session, self.runner, self.settings, self.card_area = session, runner, settings, card_area
         self.cards: list[DesignCard] = []
+        self.run: DesignRun | None = None  # the running one
+        self._cancelling = False  # Cancel was pressed: the run's last progress entries are not shown
         self.outcome: DesignOutcome | None = None
         self.verdict: Feasibility | None = None  # of the target as set now
         self.run_verdict: Feasibility | None = None  # of the finished run's target
         self.last_entry: dict | None = None
         self.question: QMessageBox | None = None
-        self.token: CancelToken | None = None
         self.started, self.budget = 0.0, 0.0
-        self._run = 0  # results of a run for an earlier model or target are dropped
-        self._assessed = 0
+        self._drawing = 0  # cards of an older run (or model) stop being drawn
         layout = QVBoxLayout(self)
         controls = QHBoxLayout()
         controls.addWidget(QLabel("Budget"))
@@ -132,28 +148,32 @@ class DesignBox(QGroupBox):
         self._assess_timer.setInterval(FEASIBILITY_DELAY_MS)
         self._assess_timer.timeout.connect(self._assess)
         self._progressed.connect(self._show_progress)
-        stored = panel.host.settings.group_values("verified_design", DESIGN_DEFAULTS)
+        events = session.events
+        events.target.connect(self.target_changed)
+        events.feasibility.connect(self._assessed)
+        events.design_finished.connect(self._run_finished)
+        events.restored.connect(self._restored)
+        stored = settings.group_values("verified_design", DESIGN_DEFAULTS)
         self.seconds.setValue(stored["seconds"])
         self.alternatives.setValue(stored["alternatives"])
         self.seconds.valueChanged.connect(self._save_values)
         self.alternatives.valueChanged.connect(self._save_values)
 
     def _save_values(self) -> None:
-        self.panel.host.settings.set_group_values("verified_design", {"seconds": self.seconds.value(), "alternatives": self.alternatives.value()})
+        self.settings.set_group_values("verified_design", {"seconds": self.seconds.value(), "alternatives": self.alternatives.value()})
 
     @property
     def running(self) -> bool:
         """Whether a run is in progress."""
-        return self.token is not None
+        return self.run is not None
 
     # ------------------------------------------------------------------ feasibility
 
-    def target_changed(self, usable: bool) -> None:
-        """The panel's target changed: re-assess it once it settles (``usable``: it parses)."""
-        self._assessed += 1
+    def target_changed(self, target: Target | None) -> None:
+        """The session's target changed: re-assess it once it settles (``None``: no usable target)."""
         self.verdict = None
-        self.button.setEnabled(self.running or usable)
-        if usable:
+        self.button.setEnabled(self.running or target is not None)
+        if target is not None:
             self.feasibility_label.setText("Feasibility: checking…")
             self.feasibility_label.setStyleSheet("color: gray;")
             self._assess_timer.start()
@@ -163,19 +183,15 @@ class DesignBox(QGroupBox):
 
     def _assess(self) -> None:
         try:
-            target = self.panel.target()
+            self.session.assess()
         except TargetError:
             return
-        ticket = self._assessed
 
-        def done(verdict: Feasibility) -> None:
-            if ticket == self._assessed:
-                self.show_verdict(verdict)
-
-        self.panel.host.run_worker(
-            feasibility, target, self.panel.training.properties,
-            on_result=done, on_error=lambda e: self.feasibility_label.setText(f"Feasibility not known: {e}"),
-        )
+    def _assessed(self, verdict: Feasibility | Exception) -> None:
+        if isinstance(verdict, Feasibility):
+            self.show_verdict(verdict)
+        else:
+            self.feasibility_label.setText(f"Feasibility not known: {verdict}")
 
     def show_verdict(self, verdict: Feasibility) -> None:
         """Show the feasibility line (``Feasibility: achievable — …``)."""
@@ -187,17 +203,18 @@ class DesignBox(QGroupBox):
     # ------------------------------------------------------------------ running
 
     def design_or_cancel(self) -> None:
-        """Start a run for the panel's target (an impossible one only when confirmed), or cancel the running one."""
-        if self.token is not None:
-            self.token.cancel()
+        """Start a run for the session's target (an impossible one only when confirmed), or cancel the running one."""
+        if self.run is not None:
+            self._cancelling = True
+            self.session.stop_design()
             return
         try:
-            target = self.panel.target()
+            target = self.session.require_target()
         except TargetError as exc:
-            self.panel.host.report_error("The target is not usable.", exc)
+            self.session.events.error.emit("The target is not usable.", exc)
             return
         # Assessed now if the last change has not been yet: a run never starts unassessed.
-        verdict = self.verdict if self.verdict is not None else feasibility(target, self.panel.training.properties)
+        verdict = self.verdict if self.verdict is not None else feasibility(target, self.session.model.training.properties)
         self.show_verdict(verdict)
         if verdict.verdict == IMPOSSIBLE:
             self._ask_impossible(target, verdict)
@@ -220,7 +237,7 @@ class DesignBox(QGroupBox):
             if box.clickedButton() is anyway:
                 self.start(target, verdict)
             elif box.clickedButton() is nearest:
-                self.panel.set_target_values(verdict.nearest)
+                self.nearestChosen.emit(verdict.nearest)
                 self.status.setText("The target is now the nearest achievable one; press Design.")
 
         box.finished.connect(answered)
@@ -228,42 +245,28 @@ class DesignBox(QGroupBox):
         box.open()
 
     def start(self, target: Target, verdict: Feasibility) -> None:
-        """Run the verified loop for ``target`` on a worker (the loop itself in a child process)."""
-        panel, host = self.panel, self.panel.host
-        if host.model_path is None or panel.model is None:
-            host.report_error("No model to design with.", "Open a model first (File → Open Model…).")
+        """Run the verified loop for ``target`` (the session's) in a child process, waited for on a worker."""
+        if self.session.model is None:
+            self.session.events.error.emit("No model to design with.", "Open a model first (File → Open Model…).")
             return
         try:
             settings = DesignSettings(seconds=float(self.seconds.value()), alternatives=self.alternatives.value())
         except ValueError as exc:
-            host.report_error("These design settings cannot run.", exc)
+            self.session.events.error.emit("These design settings cannot run.", exc)
             return
-        job = DesignJob(host.model_path, panel.model.file.checksum, str(panel.model.device), target, settings, panel.training.properties)
-        self._run += 1
-        run, self.token = self._run, CancelToken()
-        token = self.token
+        self._drawing += 1
+        self._cancelling = False
         self.started, self.last_entry, self.budget = time.perf_counter(), None, settings.seconds
         self.button.setText("Cancel")
         self.bar.setValue(0)
         self.bar.show()
         self.status.setStyleSheet("")
         self.status.setText("Queued: waiting for a free CPU core…")
-
-        def done(outcome: DesignOutcome | None) -> None:
-            if run == self._run:
-                self._finish(outcome, target, verdict)
-
-        def failed(exc: Exception) -> None:
-            if run == self._run:
-                self._stopped()
-                self.status.setText("The design run failed.")
-                host.report_error("The design run failed.", exc)
-
-        host.run_worker(run_design, job, self._progressed.emit, token, on_result=done, on_error=failed)
+        self.run = self.session.start_design(settings, verdict, self._progressed.emit)
 
     def _show_progress(self, entry: dict) -> None:
         """A progress entry from the worker (UI thread): the solver's best verified error so far."""
-        if self.token is None or self.token():
+        if self.run is None or self._cancelling:
             return
         if entry.get("phase") == "starting":
             self.status.setText("Starting: loading the model in the design process…")
@@ -277,19 +280,28 @@ class DesignBox(QGroupBox):
         )
 
     def _stopped(self) -> None:
-        self.token = None
+        self.run = None
         self.button.setText("Design")
         self.bar.hide()
 
-    def _finish(self, outcome: DesignOutcome | None, target: Target, verdict: Feasibility) -> None:
+    def _run_finished(self, run: DesignRun) -> None:
+        if run is not self.run:
+            return  # a run of an earlier model
         self._stopped()
-        if outcome is None:
+        if run.status == "failed":
+            self.status.setText("The design run failed.")
+        elif run.status == "cancelled":
             e = self.last_entry
             so_far = "" if e is None else f"; best verified error then {100 * e['best_error']:.2f} % after {e['solver_calls']} solves"
             self.status.setText(f"Cancelled after {time.perf_counter() - self.started:.1f} s{so_far}. No designs: they are re-solved only when a run ends.")
             self.finished.emit(None)
-            return
-        self.outcome, self.run_verdict = outcome, verdict
+        else:
+            self.show_run(run)
+
+    def show_run(self, run: DesignRun) -> None:
+        """Describe a finished run and draw its designs' cards (one per event-loop turn)."""
+        outcome, target = run.outcome, run.target
+        self.outcome, self.run_verdict = outcome, run.verdict
         r = outcome.result
         if not outcome.designs:
             self.status.setText(f"No designs: {r.solver_calls} solves in {r.seconds:.1f} s found none.")
@@ -303,55 +315,57 @@ class DesignBox(QGroupBox):
         self.status.setStyleSheet(VERDICT_STYLES["achievable"] if r.met else "")
         for card in self.cards[len(outcome.designs):]:
             card.hide()
-        run = self._run
-        QTimer.singleShot(0, lambda: self._fill_card(0, run, target))  # the result callback returns at once
+        self._drawing += 1
+        drawing = self._drawing
+        QTimer.singleShot(0, lambda: self._fill_card(0, drawing, target))  # the result callback returns at once
 
-    def _fill_card(self, index: int, run: int, target: Target) -> None:
+    def _fill_card(self, index: int, drawing: int, target: Target) -> None:
         """Draw card ``index``, then the next on the next event-loop turn (each new 3-D view costs 0.1–0.4 s)."""
-        if run != self._run or self.outcome is None:
+        if drawing != self._drawing or self.outcome is None:
             return
         designs = self.outcome.designs
         if index == len(designs):
-            self.panel.reflow()
-            self.designsShown.emit([(f.candidate.label, f.path) for f in designs])
+            self.cardsChanged.emit()
             self.finished.emit(self.outcome)
             return
         if index == len(self.cards):
-            options = self.panel.host.viewer.options
-            card = DesignCard(options.background, options.hard_colour, self.panel.card_area)
+            options = self.session.view_options
+            card = DesignCard(options.background, options.hard_colour, self.card_area)
             card.openRequested.connect(self.open_card)
             self.cards.append(card)
         card = self.cards[index]
         card.show()
         card.show_design(designs[index], target)
-        self.panel.reflow()
-        QTimer.singleShot(0, lambda: self._fill_card(index + 1, run, target))
+        self.cardsChanged.emit()
+        QTimer.singleShot(0, lambda: self._fill_card(index + 1, drawing, target))
 
     def open_card(self, card: DesignCard) -> None:
         """Show a design in the main viewer, its provenance the design's dict."""
         if self.outcome is None:
             return
-        metadata = design_metadata(card.design, self.outcome.result, self.run_verdict, self.panel.model_identity)
-        self.panel.host.show_voxels(card.design.candidate.voxels, f"design {card.label}", metadata)
+        metadata = design_metadata(card.design, self.outcome.result, self.run_verdict, self.session.model.identity)
+        self.session.show_voxels(card.design.candidate.voxels, f"design {card.label}", metadata)
 
-    def cancel(self) -> None:
-        """Stop the running design (returns at once; the child is killed)."""
-        if self.token is not None:
-            self.token.cancel()
+    def _restored(self) -> None:
+        run = self.session.last_design
+        if run is not None:
+            self.show_run(run)
+
+    def close_question(self) -> None:
+        """Close an open question (the impossible-target dialog)."""
         if self.question is not None:
             self.question.reject()
 
     def reset(self) -> None:
-        """A new model: stop any run and drop its designs."""
-        self.cancel()
-        self._run += 1
+        """A new model: forget the running run (the session stops it) and hide the designs."""
+        self.close_question()
+        self._drawing += 1
         self._stopped()
         self.outcome = None
         self.status.clear()
         self.feasibility_label.clear()
         for card in self.cards:
             card.hide()
-        self.designsShown.emit([])
 
     def visible_cards(self) -> list[DesignCard]:
         """The current run's cards, best first."""
@@ -361,4 +375,3 @@ class DesignBox(QGroupBox):
         """Release the cards' render windows."""
         for card in self.cards:
             card.close_view()
-

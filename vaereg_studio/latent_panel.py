@@ -11,10 +11,9 @@ points interactively, and maps clicks to data coordinates.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -39,49 +38,60 @@ from vaereg_core.inverse.annealing import AnnealSettings, Cancelled
 from vaereg_core.inverse.design import Candidate
 from vaereg_core.inverse.latent_map import LatentMap
 from vaereg_core.inverse.targets import Target, TargetError
-from vaereg_studio.design_state import (
-    CancelToken,
-    RunOutcome,
-    RunProgress,
-    TrainingData,
-    decode_point,
-    load_or_compute_map,
-    point_metadata,
-    refinement_metadata,
-    run_refinement,
-)
-
-if TYPE_CHECKING:
-    from vaereg_studio.main_window import MainWindow
+from vaereg_studio.design_state import RunOutcome, RunProgress, refinement_metadata
+from vaereg_studio.dialogs import describe_exception
+from vaereg_studio.session import DesignSession, TaskRunner
+from vaereg_studio.session.records import AnnealRecord, DesignRun, LoadedModel, MapState
+from vaereg_studio.settings import AppSettings
+from vaereg_studio.target_panel import model_description
 
 # Progress is read at most 10 times a second, however fast a run goes: with
 # OpenGL views in the window every repaint composes the whole window, ~40 ms
 # on llvmpipe under load, so 20 repaints a second would fill the UI thread.
 POLL_MS = 100
 RUN_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
-MAP_STRUCTURES = 2000
 DESIGN_COLOUR = "#1b7f3b"  # the verified designs' green, as on their cards
 ANNEAL_DEFAULTS: dict[str, Any] = {"iterations": 200, "temperature": 0.05, "step": 0.5, "seed": 0, "prior_weight": 0.0, "colour_by": ""}
 
 
 @dataclass
 class AnnealRun:
-    """One annealing run: its progress, drawing and result."""
+    """The drawing of one of the session's annealing runs: its row, trajectory and best state."""
 
-    number: int
+    record: AnnealRecord
     colour: str
-    start: str
-    target: Target
-    progress: RunProgress
     row: RunRow
     curve: pg.PlotDataItem
     best_marker: pg.ScatterPlotItem
     states: list[np.ndarray] = field(default_factory=list)
     points: list[np.ndarray] = field(default_factory=list)
-    outcome: RunOutcome | None = None
-    finished: bool = False
     ui_updates: int = 0
     started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def number(self) -> int:
+        """1, 2, … in the order the runs started."""
+        return self.record.number
+
+    @property
+    def target(self) -> Target:
+        """The target it anneals towards."""
+        return self.record.target
+
+    @property
+    def progress(self) -> RunProgress:
+        """Its progress (written by the worker)."""
+        return self.record.progress
+
+    @property
+    def outcome(self) -> RunOutcome | None:
+        """Its result, once it has ended."""
+        return self.record.outcome
+
+    @property
+    def finished(self) -> bool:
+        """Whether it has ended."""
+        return self.record.finished
 
     def draw(self, latent: LatentMap) -> None:
         """Redraw the whole trajectory on ``latent``."""
@@ -149,7 +159,7 @@ class ColourBar(pg.PlotItem):
         self.addItem(self.gradient)
         self.setLevels((0.0, 1.0))
 
-    def setLevels(self, levels: tuple[float, float]) -> None:  # noqa: N802 (pyqtgraph's naming)
+    def setLevels(self, levels: tuple[float, float]) -> None:
         """Show the scale from ``levels[0]`` (bottom) to ``levels[1]`` (top)."""
         low, high = levels
         span = high - low if high > low else 1.0
@@ -162,10 +172,12 @@ class LatentPanel(QWidget):
 
     Parameters
     ----------
-    host : MainWindow
-        Runs the workers, shows structures and errors, keeps the settings.
-    target_of : callable
-        Returns the current target (raises ``TargetError`` when there is none).
+    session : DesignSession
+        The model, map, candidates, designs and annealing runs this panel shows.
+    runner : TaskRunner
+        The session's task runner.
+    settings : AppSettings
+        Keeps the annealing controls' values between runs of the app.
 
     Signals
     -------
@@ -181,29 +193,40 @@ class LatentPanel(QWidget):
     pointDecoded = Signal(object)
     runFinished = Signal(object)
 
-    def __init__(self, host: MainWindow, target_of: Callable[[], Target], parent: QWidget | None = None) -> None:
+    def __init__(self, session: DesignSession, runner: TaskRunner, settings: AppSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.host = host
-        self.target_of = target_of
-        self.model: Any = None
-        self.model_path: Path | None = None
-        self.model_identity = ""
-        self.training = TrainingData(None, None, "No model loaded.")
-        self.map: LatentMap | None = None
-        self.map_path: Path | None = None
-        self.cache_dir = Path.home() / ".cache" / "vaereg-studio"
-        self.max_structures = MAP_STRUCTURES
+        self.session, self.runner, self.settings = session, runner, settings
         self.runs: list[AnnealRun] = []
         self.candidates: list[Candidate] = []
-        self.clicked: tuple[np.ndarray, np.ndarray] | None = None  # (map point, latent vector)
-        self._map_token = 0
-        self._map_cancel: CancelToken | None = None
-        self._map_progress = (0, 0)
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self._poll)
         self._build()
-        self.set_model(None, "No model loaded.")
+        events = session.events
+        events.model.connect(self.set_model)
+        events.latent_map.connect(self._map_done)
+        events.candidates.connect(lambda entries: self.set_candidates([e.found.candidate for e in entries]))
+        events.design_finished.connect(self._design_finished)
+        events.point_decoded.connect(self._decoded)
+        events.anneal_started.connect(self._run_started)
+        events.anneal_finished.connect(self._run_finished)
+        events.restored.connect(self._restored)
+        self.set_model(session.model)
+
+    @property
+    def map(self) -> LatentMap | None:
+        """The session's latent map (``None`` while there is none)."""
+        return self.session.map.map if self.session.map is not None else None
+
+    @property
+    def map_path(self) -> Path | None:
+        """Where the map is stored."""
+        return self.session.map.path if self.session.map is not None else None
+
+    @property
+    def clicked(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The last decoded map point and its latent vector."""
+        return self.session.clicked
 
     # ------------------------------------------------------------------ building
 
@@ -301,7 +324,7 @@ class LatentPanel(QWidget):
         body.addWidget(scroll)
         layout.addWidget(self.body, 1)
 
-        stored = self.host.settings.group_values("anneal", ANNEAL_DEFAULTS)
+        stored = self.settings.group_values("anneal", ANNEAL_DEFAULTS)
         self.iterations.setValue(stored["iterations"])
         self.temperature.setValue(stored["temperature"])
         self.step.setValue(stored["step"])
@@ -314,7 +337,7 @@ class LatentPanel(QWidget):
             widget.valueChanged.connect(self._save_values)
 
     def _save_values(self) -> None:
-        self.host.settings.set_group_values("anneal", {
+        self.settings.set_group_values("anneal", {
             "iterations": self.iterations.value(),
             "temperature": self.temperature.value(),
             "step": self.step.value(),
@@ -325,72 +348,45 @@ class LatentPanel(QWidget):
 
     # ------------------------------------------------------------------ model and map
 
-    def set_model(self, model: Any, description: str, path: Path | None = None, identity: str = "", training: TrainingData | None = None) -> None:
-        """Show the map of ``model`` (loaded from its cache or computed on a worker); ``None``: say why not."""
-        self.cancel_map()
-        self.model, self.model_path, self.model_identity = model, path, identity
-        self.training = training or TrainingData(None, None, "No training property table was looked for.")
-        self.map, self.map_path, self.clicked = None, None, None
+    def set_model(self, loaded: LoadedModel | None) -> None:
+        """Show the new model's map once the session has it (``None`` or regression-only: say why not)."""
         self.scatter.clear()
         self.click_mark.clear()
         self.set_candidates([])
+        self.set_designs([])
         self.map_progress_box.hide()
-        if model is None or not getattr(model, "is_generative", False):
-            why = description if model is None else f"{description}<br>This is a regression-only model: it has no latent space."
+        if loaded is None or not loaded.is_generative:
+            description = model_description(loaded)
+            why = description if loaded is None else f"{description}<br>This is a regression-only model: it has no latent space."
             self._say(f"<b>Latent explorer and annealing</b><p>{why}</p><p>This panel needs a trained VAE-Regression model (File → Open Model…).</p>")
             self.body.hide()
             return
         self.body.show()
         self._update_start_choices()
-        self._load_map()
-
-    def _say(self, html: str) -> None:
-        self.message.setText(html)
-        self.message.setVisible(bool(html))
-
-    def _load_map(self) -> None:
-        self._map_token += 1
-        token, cancel = self._map_token, CancelToken()
-        self._map_cancel, self._map_progress = cancel, (0, 0)
         self._say("Loading the latent map…")
         self.map_bar.setRange(0, 0)
         self.map_progress_box.show()
         self._timer.start()
 
-        def progress(done: int, total: int) -> None:  # worker thread: only store, the timer shows it
-            self._map_progress = (done, total)
+    def _say(self, html: str) -> None:
+        self.message.setText(html)
+        self.message.setVisible(bool(html))
 
-        def loaded(result: tuple[LatentMap, Path | None, bool]) -> None:
-            if token != self._map_token:
-                return
-            self._map_cancel = None
-            self.map_progress_box.hide()
-            self.map, self.map_path, computed = result
-            name = self.map_path.name if self.map_path else ""
-            where = f"saved as {name}" if self.map_path else "not saved (no writable folder)"
-            self._say(f"Map of {len(self.map.latents)} training structures {'computed now, ' + where if computed else 'from ' + name}.")
-            self.message.setToolTip(str(self.map_path or ""))
-            self._draw_map()
-
-        def failed(exc: Exception) -> None:
-            if token != self._map_token:
-                return
-            self._map_cancel = None
-            self.map_progress_box.hide()
-            from vaereg_studio.dialogs import describe_exception
-
-            reason = "cancelled" if isinstance(exc, Cancelled) else describe_exception(exc)
+    def _map_done(self, result: MapState | Exception) -> None:
+        self.map_progress_box.hide()
+        if not isinstance(result, MapState):
+            reason = "cancelled" if isinstance(result, Cancelled) else describe_exception(result)
             self._say(f"<b>No latent map</b> ({reason}). The map needs the model's training structures; annealing from candidates still works.")
-
-        self.host.run_worker(
-            load_or_compute_map, self.model, self.model_path, self.cache_dir, self.max_structures, progress, cancel,
-            on_result=loaded, on_error=failed,
-        )
+            return
+        name = result.path.name if result.path else ""
+        where = f"saved as {name}" if result.path else "not saved (no writable folder)"
+        self._say(f"Map of {len(result.map.latents)} training structures {'computed now, ' + where if result.computed else 'from ' + name}.")
+        self.message.setToolTip(str(result.path or ""))
+        self._draw_map()
 
     def cancel_map(self) -> None:
         """Stop computing the map."""
-        if self._map_cancel is not None:
-            self._map_cancel.cancel()
+        self.session.stop_map()
 
     def _draw_map(self) -> None:
         m = self.map
@@ -501,36 +497,29 @@ class LatentPanel(QWidget):
         return self.graphics.mapFromScene(scene)
 
     def decode_at(self, point: np.ndarray) -> None:
-        """Decode the structure at a map point (on a worker) and show it in the viewer."""
-        if self.map is None or self.model is None:
+        """Decode the structure at a map point (the session shows it)."""
+        if self.map is None:
             return
         point = np.asarray(point, dtype=np.float64)
         self.click_mark.setData(pos=point[None])
-        model, identity = self.model, self.model_identity
+        self.session.decode(point)
 
-        def decoded(result: tuple[np.ndarray, np.ndarray]) -> None:
-            if self.model is not model:
-                return
-            z, voxels = result
-            self.clicked = (point, z)
-            self._update_start_choices()
-            self.start_combo.setCurrentIndex(self.start_combo.count() - 1)
-            self.host.show_voxels(voxels, f"map point ({point[0]:.2f}, {point[1]:.2f})", point_metadata(point, z, identity))
-            self.pointDecoded.emit(point)
+    def _decoded(self, clicked: tuple[np.ndarray, np.ndarray]) -> None:
+        self._update_start_choices()
+        self.start_combo.setCurrentIndex(self.start_combo.count() - 1)
+        self.pointDecoded.emit(clicked[0])
 
-        self.host.run_worker(decode_point, model, self.map, point, on_result=decoded, on_error=lambda e: self.host.report_error("Cannot decode that point.", e))
+    def _design_finished(self, run: DesignRun) -> None:
+        if run.status == "done":
+            self.set_designs([(f.candidate.label, f.path) for f in run.outcome.designs])
 
     # ------------------------------------------------------------------ annealing
 
     def start_run(self) -> AnnealRun | None:
         """Start an annealing run with the controls' settings; returns it (``None`` if it could not start)."""
-        try:
-            target = self.target_of()
-        except TargetError as exc:
-            self.host.report_error("Set a usable target in the target panel first.", exc)
-            return None
+        errors = self.session.events.error
         if self.start_combo.currentData() is None:
-            self.host.report_error("No starting point.", "Find candidates in the target panel or click the map first.")
+            errors.emit("No starting point.", "Find candidates in the target panel or click the map first.")
             return None
         start, z = self.start_combo.currentData()
         try:
@@ -540,11 +529,19 @@ class LatentPanel(QWidget):
                 end_step=min(0.02, self.step.value()), seed=self.seed.value(),
             )
         except ValueError as exc:
-            self.host.report_error("These annealing settings cannot run.", exc)
+            errors.emit("These annealing settings cannot run.", exc)
             return None
-        number = len(self.runs) + 1
-        colour = RUN_COLOURS[(number - 1) % len(RUN_COLOURS)]
-        row = RunRow(number, colour, start, settings.iterations)
+        try:
+            self.session.start_anneal(start, np.asarray(z), settings, self.prior_weight.value())
+        except TargetError as exc:
+            errors.emit("Set a usable target in the target panel first.", exc)
+            return None
+        return self.runs[-1]
+
+    def _run_started(self, record: AnnealRecord) -> AnnealRun:
+        """Draw a session's run: its row in the list and its trajectory on the map."""
+        colour = RUN_COLOURS[(record.number - 1) % len(RUN_COLOURS)]
+        row = RunRow(record.number, colour, record.start, record.settings.iterations)
         self.run_list.insertWidget(self.run_list.count() - 1, row)
         curve = pg.PlotDataItem(pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=4, symbolBrush=colour, symbolPen=None)
         curve.setZValue(5)
@@ -552,44 +549,38 @@ class LatentPanel(QWidget):
         best.setZValue(6)
         self.plot.addItem(curve)
         self.plot.addItem(best)
-        run = AnnealRun(number, colour, start, target, RunProgress(settings.iterations), row, curve, best)
+        run = AnnealRun(record, colour, row, curve, best)
         self.runs.append(run)
-        row.cancel_button.clicked.connect(run.progress.token.cancel)
+        row.cancel_button.clicked.connect(record.progress.token.cancel)
         row.show_button.clicked.connect(lambda: self.show_best(run))
-
-        def finished(outcome: RunOutcome) -> None:
-            self._poll_run(run)  # the last states before the result
-            run.outcome, run.finished = outcome, True
-            self._finish(run)
-
-        def failed(exc: Exception) -> None:
-            run.finished = True
-            row.cancel_button.setEnabled(False)
-            if isinstance(exc, Cancelled):
-                row.set_status("cancelled before it started", "cancelled")
-            else:
-                row.set_status("failed", "failed")
-                self.host.report_error(f"Annealing run {number} failed.", exc)
-            self.runFinished.emit(run)
-
-        self.host.run_worker(
-            run_refinement, self.model, target, np.asarray(z), settings, self.prior_weight.value(), self.training.properties, run.progress,
-            on_result=finished, on_error=failed,
-        )
         self._timer.start()
         return run
 
+    def _run_finished(self, record: AnnealRecord) -> None:
+        run = next(r for r in self.runs if r.record is record)
+        if record.outcome is not None:
+            self._poll_run(run)  # the last states before the result
+            self._finish(run)
+            return
+        run.row.cancel_button.setEnabled(False)
+        if record.status == "cancelled":
+            run.row.set_status("cancelled before it started", "cancelled")
+        else:
+            run.row.set_status("failed", "failed")
+        self.runFinished.emit(run)
+
     def _poll(self) -> None:
         """Timer tick: show the progress of the map and of every active run."""
-        if self._map_cancel is not None:
-            done, total = self._map_progress
+        map_running = self.session.map_running
+        if map_running:
+            done, total = self.session.map_progress
             if total:
                 self.map_bar.setRange(0, total)
                 self.map_bar.setValue(done)
         active = [run for run in self.runs if not run.finished]
         for run in active:
             self._poll_run(run)
-        if not active and self._map_cancel is None:
+        if not active and not map_running:
             self._timer.stop()
 
     def _poll_run(self, run: AnnealRun) -> None:
@@ -608,7 +599,7 @@ class LatentPanel(QWidget):
             run.curve.setData(xy[:, 0], xy[:, 1])
             run.ui_updates += 1
 
-    def _finish(self, run: AnnealRun) -> None:
+    def _finish(self, run: AnnealRun, show: bool = True) -> None:
         outcome = run.outcome
         a = outcome.refinement.anneal
         row = run.row
@@ -619,7 +610,7 @@ class LatentPanel(QWidget):
             run.best_marker.setData(pos=self.map.project(a.best.z[None]))
             self.plot.autoRange()  # a run may wander off the part of the map in view
         text = f"best error {100 * a.best.value:.2f} % (model) at iteration {a.best.iteration}, {a.accepted} accepted"
-        if a.cancelled or outcome.validation is None and run.progress.token():
+        if run.record.status == "cancelled":
             row.set_status(f"cancelled after {a.iterations_done} iterations · {text}", "cancelled")
         else:
             v = outcome.validation
@@ -629,7 +620,7 @@ class LatentPanel(QWidget):
                 row.status.setToolTip("\n".join(f"{n}: {v.constants[n]:.1f} GPa ({100 * e:+.1f} %)" for n, e in v.relative_error.items()))
             # While other runs are in flight the main view is not taken over (each
             # redraw stalls the UI on a software renderer); "Show best" is there.
-            if all(other.finished for other in self.runs):
+            if show and all(other.finished for other in self.runs):
                 self.show_best(run)
         self.runFinished.emit(run)
 
@@ -638,14 +629,22 @@ class LatentPanel(QWidget):
         outcome = run.outcome
         if outcome is None:
             return
-        metadata = refinement_metadata(outcome.refinement, run.target, self.model_identity, run.start, outcome.validation)
-        self.host.show_voxels(outcome.refinement.voxels, f"run {run.number} best", metadata)
+        metadata = refinement_metadata(outcome.refinement, run.target, self.session.model.identity, run.record.start, outcome.validation)
+        self.session.show_voxels(outcome.refinement.voxels, f"run {run.number} best", metadata)
 
-    def cancel_all(self) -> None:
-        """Stop every running job of the panel (map and runs)."""
-        self.cancel_map()
-        for run in self.runs:
-            run.progress.token.cancel()
+    def _restored(self) -> None:
+        """A reopened session: its designs' paths and its finished annealing runs."""
+        last = self.session.last_design
+        if last is not None:
+            self._design_finished(last)
+        drawn = {id(run.record) for run in self.runs}
+        for record in self.session.anneal_runs:
+            if id(record) not in drawn and record.outcome is not None:
+                run = self._run_started(record)
+                run.states = [s.z for s in record.outcome.refinement.anneal.trajectory]
+                if self.map is not None:
+                    run.draw(self.map)
+                self._finish(run, show=False)
 
 
 def _double(low: float, high: float, decimals: int, tip: str) -> QDoubleSpinBox:

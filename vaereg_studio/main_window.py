@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, QStandardPaths, Qt, QThreadPool, Signal
+from PySide6.QtCore import QSettings, QStandardPaths, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QWidget
-from superqt.utils import WorkerBase, create_worker
 
 from vaereg_core import voxel_io
-from vaereg_core.errors import NotBinaryError
+from vaereg_core.errors import NotBinaryError, VaeRegError
+from vaereg_core.inverse.targets import TargetError
 from vaereg_core.resources import default_model_path, default_sample_path
-from vaereg_studio import model_state, physics_process
-from vaereg_studio import APP_NAME, ORGANIZATION, __version__
-from vaereg_studio.design_state import TrainingData, model_identity, training_data
+from vaereg_studio import APP_NAME, ORGANIZATION, __version__, model_state
+from vaereg_studio.design_state import CancelToken
 from vaereg_studio.dialogs import ask_index, ask_threshold, confirm_overwrite, describe_exception, show_about, show_error
 from vaereg_studio.latent_panel import LatentPanel
 from vaereg_studio.panels import StructurePanel, ViewPanel
-from vaereg_studio.target_panel import TargetPanel
+from vaereg_studio.physics_process import run_in_process
+from vaereg_studio.session import DesignSession, TaskRunner
+from vaereg_studio.session.records import LoadedModel
+from vaereg_studio.session.report import session_report, write_report_in_child
+from vaereg_studio.session.session_file import SUFFIX as SESSION_SUFFIX
 from vaereg_studio.settings import AppSettings
 from vaereg_studio.structure import Structure, export_metadata, read_structure, stack_size, surface_mesh
+from vaereg_studio.target_panel import TargetPanel
+from vaereg_studio.ui_thread import post_to_ui_thread
 from vaereg_studio.viewer import VoxelViewer
-
-# Workers outlive a closed window until they finish: their signal objects must
-# stay alive while their threads still emit, so they are held here, not by the window.
-_RUNNING_WORKERS: set[WorkerBase] = set()
 
 FORMAT_NAMES = {
     ".vti": "VTK image, opens in ParaView (*.vti)",
@@ -77,9 +77,12 @@ class MainWindow(QMainWindow):
         A model was loaded.
     predicted(str)
         The predicted-properties text for the shown structure was filled in.
+    sessionRestored()
+        A saved session was reopened and the panels were told.
     """
 
     structureShown = Signal(object)
+    sessionRestored = Signal()
     modelLoaded = Signal(object)
     predicted = Signal(str)
     errorShown = Signal(str, str)
@@ -90,32 +93,27 @@ class MainWindow(QMainWindow):
         self.setObjectName("mainWindow")
         self.setWindowTitle(APP_NAME)
         self.settings = AppSettings(settings if settings is not None else QSettings(ORGANIZATION, APP_NAME))
-        self.structure: Structure | None = None
-        self.model: Any = None
-        self.model_path: Path | None = None
-        self.model_description = model_state.no_model_reason()
-        self._model_context: tuple[TrainingData, str] | None = None
-        # Annealing runs, validations and surfaces go side by side: the pool's
-        # default (one thread per core) would queue a click behind two runs.
-        pool = QThreadPool.globalInstance()
-        pool.setMaxThreadCount(max(pool.maxThreadCount(), 8))
-        self._workers: set[WorkerBase] = set()
-        # Set when the window closes: from then on worker results are dropped, as the
-        # widgets they would update (and the render window) are being torn down.
-        self._closing = threading.Event()
-        self._load_token = 0
+        # Results come back on this (the GUI) thread; once the window closes the
+        # runner drops them, as the widgets they would update are being torn down.
+        self.runner = TaskRunner(post_to_ui_thread())
+        cache = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.CacheLocation)) / "latent-maps"
+        self.session = DesignSession(self.runner, map_cache_dir=cache)
+        self._drawn: Structure | None = None  # the structure in the 3-D view
         self.setAcceptDrops(True)
 
         self.viewer = VoxelViewer(self.settings.view_options(), self)
+        self.session.view_options = self.viewer.options
         self.setCentralWidget(self.viewer)
         self.view_panel = ViewPanel(self.viewer)
         self.view_panel.smoothChanged.connect(self.set_smooth)
         self.structure_panel = StructurePanel()
-        self.target_panel = TargetPanel(self)
-        self.latent_panel = LatentPanel(self, self.target_panel.target)
-        self.latent_panel.cache_dir = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.CacheLocation)) / "latent-maps"
-        self.target_panel.candidatesShown.connect(self.latent_panel.set_candidates)
-        self.target_panel.design_box.designsShown.connect(self.latent_panel.set_designs)
+        self.target_panel = TargetPanel(self.session, self.runner, self.settings)
+        self.latent_panel = LatentPanel(self.session, self.runner, self.settings)
+        events = self.session.events
+        events.structure.connect(self._structure_set)
+        events.model.connect(self._model_set)
+        events.error.connect(self.report_error)
+        events.restored.connect(self._restored)
         self._show_model_state()
         self.docks = {
             "view": self._add_dock("View", "viewDock", self.view_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
@@ -131,6 +129,7 @@ class MainWindow(QMainWindow):
         self._default_state = self.saveState()
 
         self._build_status_bar()
+        self.runner.busy.connect(lambda busy: self.busy.setVisible(busy))  # shown or hidden only: a count would repaint the window per task
         self._build_menus()
         self.resize(1200, 800)
         self.settings.restore_window(self)
@@ -188,6 +187,12 @@ class MainWindow(QMainWindow):
         for action in (self.export_action, self.export_stl_action, self.screenshot_action):
             file_menu.addAction(action)
         file_menu.addSeparator()
+        self.save_session_action = self._action("Save &Session…", self.save_session_dialog, "Ctrl+Shift+S", "Save the target, candidates, designs and runs to one file")
+        self.open_session_action = self._action("Open Sess&ion…", self.open_session_dialog, tip="Reopen a saved session (its model is loaded first if needed)")
+        self.report_action = self._action("Export Re&port…", self.export_report_dialog, tip="Write the session as one self-contained HTML report")
+        for action in (self.save_session_action, self.open_session_action, self.report_action):
+            file_menu.addAction(action)
+        file_menu.addSeparator()
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         file_menu.addAction(self.quit_action)
 
@@ -221,51 +226,30 @@ class MainWindow(QMainWindow):
         loaded = self.structure is not None
         for action in (self.export_action, self.export_stl_action, self.screenshot_action):
             action.setEnabled(loaded)
+        for action in (self.save_session_action, self.report_action):
+            action.setEnabled(self.session.model is not None)
 
-    # ------------------------------------------------------------------ workers
+    # ------------------------------------------------------------------ state
 
-    def run_worker(
-        self,
-        function: Callable[..., Any],
-        *args: Any,
-        on_result: Callable[[Any], None],
-        on_error: Callable[[Exception], None],
-        **kwargs: Any,
-    ) -> WorkerBase:
-        """Run ``function(*args, **kwargs)`` on the thread pool; callbacks run on the UI thread."""
-        worker = create_worker(function, *args, _start_thread=False, _ignore_errors=True, **kwargs)
-        worker.returned.connect(self._while_open(on_result))
-        worker.errored.connect(self._while_open(on_error))
-        worker.finished.connect(self._while_open(lambda: self._worker_done(worker)))
-        worker.finished.connect(lambda: _RUNNING_WORKERS.discard(worker))
-        _RUNNING_WORKERS.add(worker)
-        self._workers.add(worker)
-        self._show_busy()
-        worker.start()
-        return worker
+    @property
+    def structure(self) -> Structure | None:
+        """The session's structure (the one shown)."""
+        return self.session.structure
 
-    def _while_open(self, callback: Callable[..., None]) -> Callable[..., None]:
-        """``callback``, but doing nothing once the window is closing."""
-        closing = self._closing  # read by the wrapper without touching the (maybe deleted) window
+    @property
+    def model(self) -> Any:
+        """The session's model (``None``: none loaded)."""
+        return self.session.model.model if self.session.model is not None else None
 
-        def call(*args: Any) -> None:
-            if not closing.is_set():
-                callback(*args)
-
-        return call
-
-    def _worker_done(self, worker: WorkerBase) -> None:
-        self._workers.discard(worker)
-        self._show_busy()
-
-    def _show_busy(self) -> None:
-        # Shown or hidden only: a changing count would repaint the window for every task.
-        self.busy.setVisible(bool(self._workers))
+    @property
+    def model_description(self) -> str:
+        """The loaded model in one paragraph, or why there is none."""
+        return self.session.model.description if self.session.model is not None else model_state.no_model_reason()
 
     @property
     def is_busy(self) -> bool:
         """Whether background work is running."""
-        return bool(self._workers)
+        return self.runner.is_busy
 
     def report_error(self, title: str, exc_or_message: BaseException | str) -> None:
         """Show an error dialog (never a traceback) and keep going."""
@@ -297,23 +281,14 @@ class MainWindow(QMainWindow):
         (HDF5 dataset) for the index of the one to open.
         """
         path = Path(path)
-        self._load_token += 1
-        token, smooth = self._load_token, self.viewer.options.smooth
         self.statusBar().showMessage(f"Opening {path.name}…")
 
-        def load() -> tuple[Structure, Any]:
-            structure = read_structure(path, threshold=threshold, index=index)
-            return structure, surface_mesh(structure.voxels, smooth)
-
-        def loaded(result: tuple[Structure, Any]) -> None:
-            if token == self._load_token:  # a later open supersedes this one
-                self.show_structure(*result)
-                self.settings.add_recent_file(path)
-                self.settings.set_last_dir("open", path)
+        def loaded(structure: Structure) -> None:
+            self.settings.add_recent_file(path)
+            self.settings.set_last_dir("open", path)
+            self.session.set_structure(structure)
 
         def failed(exc: Exception) -> None:
-            if token != self._load_token:
-                return
             if isinstance(exc, NotBinaryError):
                 chosen = ask_threshold(self, exc.reason)
                 if chosen is not None:
@@ -327,12 +302,25 @@ class MainWindow(QMainWindow):
                     return
             self.report_error(f"Cannot open {path.name}.", exc)
 
-        self.run_worker(load, on_result=loaded, on_error=failed)
+        # A later open supersedes this one.
+        self.runner.submit(read_structure, path, threshold=threshold, index=index, key="structure", on_result=loaded, on_error=failed)
+
+    def _structure_set(self, structure: Structure) -> None:
+        """The session has a new structure: make its surface on a worker, then draw it."""
+        self.runner.cancel("structure")  # a file still being read would replace it
+
+        def done(surface: Any) -> None:
+            self.show_structure(structure, surface)
+
+        self.runner.submit(
+            surface_mesh, structure.voxels, self.viewer.options.smooth, key="surface",
+            on_result=done, on_error=lambda e: self.report_error(f"Cannot show {structure.name}.", e),
+        )
 
     def show_structure(self, structure: Structure, surface: Any) -> None:
         """Draw ``structure`` with its precomputed surface and describe it in the panels."""
-        first = self.structure is None
-        self.structure = structure
+        first = self._drawn is None
+        self._drawn = structure
         self.viewer.show_structure(structure.voxels, surface, reset_camera=first)
         self.view_panel.structure_changed()
         self.structure_panel.show_structure(structure)
@@ -344,34 +332,15 @@ class MainWindow(QMainWindow):
         self.structureShown.emit(structure)
         self._predict()
 
-    def show_voxels(self, voxels: Any, name: str, metadata: dict[str, Any]) -> None:
-        """Show a structure made in the app (a candidate, a decoded point), its surface made on a worker.
-
-        ``metadata`` is its provenance (model, target, latent vector, ...),
-        shown in the structure panel and written with an export.
-        """
-        self._load_token += 1
-        token = self._load_token
-        structure = Structure(voxels=voxels, name=name, metadata=metadata)
-
-        def done(surface: Any) -> None:
-            if token == self._load_token:  # a later open supersedes this one
-                self.show_structure(structure, surface)
-
-        self.run_worker(surface_mesh, voxels, self.viewer.options.smooth, on_result=done, on_error=lambda e: self.report_error(f"Cannot show {name}.", e))
-
     def set_smooth(self, smooth: bool) -> None:
         """Switch between the smooth and the blocky surface (recomputed on a worker)."""
         self.viewer.options.smooth = smooth
-        if self.structure is None:
+        if self._drawn is None:
             return
-        voxels = self.structure.voxels
-
-        def done(surface: Any) -> None:
-            if self.structure is not None and self.structure.voxels is voxels:
-                self.viewer.set_surface(surface)
-
-        self.run_worker(surface_mesh, voxels, smooth, on_result=done, on_error=lambda e: self.report_error("Cannot draw the surface.", e))
+        self.runner.submit(
+            surface_mesh, self._drawn.voxels, smooth, key="surface",
+            on_result=self.viewer.set_surface, on_error=lambda e: self.report_error("Cannot draw the surface.", e),
+        )
 
     # ------------------------------------------------------------------ model
 
@@ -385,61 +354,50 @@ class MainWindow(QMainWindow):
         """Load a model on a worker; the current model stays if it fails."""
         path = Path(path)
         self.statusBar().showMessage(f"Loading model {path.name}…")
+        self.session.load_model(path)
 
-        def load() -> tuple[Any, TrainingData, str]:
-            physics_process.start_server()  # validations and designs then start in a fraction of a second
-            model = model_state.load(path)
-            return model, training_data(tuple(model.property_names)), model_identity(path)
-
-        def loaded(result: tuple[Any, TrainingData, str]) -> None:
-            model, training, identity = result
-            self.model, self.model_path, self._model_context = model, path, (training, identity)
-            self.model_description = model_state.describe(model, path)
-            self.settings.set_last_dir("model", path)
-            self.statusBar().showMessage(f"Model {path.name} loaded", 5000)
-            self._show_model_state()
-            self.modelLoaded.emit(model)
-            self._predict()
-
-        self.run_worker(load, on_result=loaded, on_error=lambda e: self.report_error(f"Cannot load the model {path.name}.", e))
+    def _model_set(self, loaded: LoadedModel | None) -> None:
+        self._update_actions()
+        if loaded is not None:
+            self.settings.set_last_dir("model", loaded.path)
+            self.statusBar().showMessage(f"Model {loaded.path.name} loaded", 5000)
+        self._show_model_state()
+        self.modelLoaded.emit(self.model)
+        self._predict()
 
     def _show_model_state(self) -> None:
         if self.model is None:
             self.structure_panel.set_model_status(self.model_description)
-            self.target_panel.set_model(None, self.model_description)
-            self.latent_panel.set_model(None, self.model_description)
             return
         self.structure_panel.model_grid = self.model.grid
         if self.structure is not None:
             self.structure_panel.show_structure(self.structure)  # re-check the grid against the model's
-        training, identity = self._model_context
-        description = f"Model: {self.model_description}"
-        self.target_panel.set_model(self.model, description, identity, training)
-        self.latent_panel.set_model(self.model, description, self.model_path, identity, training)
 
     def _predict(self) -> None:
         """Fill in the predicted properties of the shown structure (on a worker)."""
-        if self.model is None or self.structure is None:
+        if self.model is None or self._drawn is None:
             return
-        structure, model = self.structure, self.model
         self.structure_panel.set_model_status("Predicting…")
 
         def done(text: str) -> None:
-            if self.structure is structure and self.model is model:
-                self.structure_panel.set_model_status(text)
-                self.predicted.emit(text)
+            self.structure_panel.set_model_status(text)
+            self.predicted.emit(text)
 
-        self.run_worker(model_state.prediction_text, model, structure.voxels, on_result=done, on_error=lambda e: self.report_error("The model could not predict.", e))
+        # A later structure or model supersedes this prediction.
+        self.runner.submit(
+            model_state.prediction_text, self.model, self._drawn.voxels, key="predict",
+            on_result=done, on_error=lambda e: self.report_error("The model could not predict.", e),
+        )
 
     # ------------------------------------------------------------------ drag and drop
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt override)
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         """Accept a dragged local voxel file."""
         urls = event.mimeData().urls()
         if urls and urls[0].isLocalFile() and Path(urls[0].toLocalFile()).suffix.lower() in voxel_io.READ_EXTENSIONS:
             event.acceptProposedAction()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt override)
+    def dropEvent(self, event: QDropEvent) -> None:
         """Open the dropped file."""
         self.open_file(event.mimeData().urls()[0].toLocalFile())
         event.acceptProposedAction()
@@ -484,7 +442,7 @@ class MainWindow(QMainWindow):
             return
         self.settings.set_last_dir("export", path)
         metadata = export_metadata(self.structure, __version__)
-        self.run_worker(
+        self.runner.submit(
             voxel_io.write_voxels,
             path,
             self.structure.voxels,
@@ -509,7 +467,7 @@ class MainWindow(QMainWindow):
         if overwrite is None:
             return
         self.settings.set_last_dir("export", path)
-        self.run_worker(
+        self.runner.submit(
             voxel_io.export_stl,
             path,
             self.structure.voxels,
@@ -517,6 +475,81 @@ class MainWindow(QMainWindow):
             overwrite=overwrite,
             on_result=self._exported,
             on_error=lambda e: self.report_error(f"Cannot export {path.name}.", e),
+        )
+
+    # ------------------------------------------------------------------ sessions and reports
+
+    def save_session_dialog(self) -> None:
+        """Ask where to save the session, then save it."""
+        path = self._ask_save_path("Save session", "session", {SESSION_SUFFIX: f"VAEReg Studio session (*{SESSION_SUFFIX})"})
+        if path is not None:
+            self.save_session(path)
+
+    def save_session(self, path: str | Path) -> None:
+        """Save the session to ``path`` on a worker (asks before replacing a file)."""
+        path = Path(path)
+        overwrite = self._may_write([path])
+        if overwrite is None:
+            return
+        self.settings.set_last_dir("session", path)
+        try:
+            self.session.save(path, overwrite=overwrite, on_saved=self._exported)
+        except VaeRegError as exc:
+            self.report_error("Cannot save the session.", exc)
+
+    def open_session_dialog(self) -> None:
+        """Ask for a session file and reopen it."""
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open session", self.settings.last_dir("session"), f"VAEReg Studio session (*{SESSION_SUFFIX});;All files (*)"
+        )
+        if path:
+            self.open_session(path)
+
+    def open_session(self, path: str | Path) -> None:
+        """Reopen a saved session: target, candidates, designs, runs and view options come back in the panels."""
+        path = Path(path)
+        self.settings.set_last_dir("session", path)
+        self.statusBar().showMessage(f"Opening session {path.name}…")
+        self.session.open(path)
+
+    def _restored(self) -> None:
+        """A reopened session's view options drawn (the session set the viewer's options object)."""
+        o = self.viewer.options
+        self.viewer.set_colours(hard=o.hard_colour, soft=o.soft_colour)
+        self.viewer.set_opacity(o.opacity)
+        for show, visible in ((self.viewer.set_surface_visible, o.show_surface), (self.viewer.set_slices_visible, o.show_slices),
+                              (self.viewer.set_axes_visible, o.show_axes), (self.viewer.set_scale_visible, o.show_scale)):
+            show(visible)
+        self.view_panel.sync()
+        self.set_smooth(o.smooth)
+        self.statusBar().showMessage("Session reopened", 5000)
+        self.sessionRestored.emit()
+
+    def export_report_dialog(self) -> None:
+        """Ask where to write the design report, then write it."""
+        path = self._ask_save_path("Export design report", "report", {".html": "HTML report (*.html)"})
+        if path is not None:
+            self.export_report(path)
+
+    def export_report(self, path: str | Path) -> None:
+        """Write the session's design report (self-contained HTML) to ``path`` (asks before replacing a file).
+
+        The pictures render off-screen in a child process, away from the window's OpenGL views.
+        """
+        path = Path(path)
+        try:
+            report = session_report(self.session)
+        except TargetError as exc:
+            self.report_error("There is no report to write yet.", exc)
+            return
+        overwrite = self._may_write([path])
+        if overwrite is None:
+            return
+        self.settings.set_last_dir("report", path)
+        self.statusBar().showMessage(f"Writing the report {path.name}…")
+        self.runner.submit(
+            run_in_process, write_report_in_child, (path, report, overwrite), CancelToken(), what="report",
+            on_result=self._exported, on_error=lambda e: self.report_error(f"Cannot write the report {path.name}.", e),
         )
 
     def _exported(self, path: Path) -> None:
@@ -555,19 +588,18 @@ class MainWindow(QMainWindow):
             dock.show()
         self.restoreState(self._default_state)
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
+    def closeEvent(self, event: QCloseEvent) -> None:
         """Keep layout and view options, stop the workers' results, release the render windows.
 
         Workers that cannot be cancelled (a prediction, a surface) finish in the
         background; their results are dropped, never shown in a closed window.
         """
-        self._closing.set()
         self.settings.save_window(self)
         self.settings.set_view_options(self.viewer.options)
         self.settings.sync()
-        self.latent_panel.cancel_all()
-        self.target_panel.cancel_validations()
-        QThreadPool.globalInstance().waitForDone(1000)  # cancelled runs stop within 0.5 s
+        self.session.stop_all()
+        self.target_panel.close_question()
+        self.runner.close(wait_s=1.0)  # cancelled runs stop within 0.5 s
         self.target_panel.close_views()
         self.viewer.close_plotter()
         super().closeEvent(event)

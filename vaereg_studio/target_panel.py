@@ -1,23 +1,18 @@
 """The target-property panel: target stiffness in, mixture candidates side by side out.
 
-Each candidate gets a card with its own small 3-D view. Measured under Xvfb
-with Mesa's llvmpipe (2 cores): a ``QtInteractor`` costs 100–400 ms to create
-(one OpenGL context each) and a 51³ smooth surface (78k triangles) 80–130 ms
-per frame at 200×150, a decimated one (8k) 10–20 ms; an offscreen
-``pyvista.Plotter`` thumbnail costs 300 ms per image. So the cards keep live
-views (they can be turned with the mouse), draw surfaces decimated on the
-worker, are created one per event-loop turn, and are reused by later searches
-instead of being rebuilt.
+A view of the session's target and candidates: the rows set the session's
+target, "Find candidates" asks the session, and each candidate of the
+session gets a card (:mod:`vaereg_studio.candidate_card`) with its own small
+3-D view. Cards are created one per event-loop turn (each new OpenGL view
+costs 0.1–0.4 s) and reused by later searches instead of being rebuilt.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import pyvista as pv
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -34,20 +29,18 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from pyvistaqt import QtInteractor
 
-from vaereg_core.inverse.design import Validation
 from vaereg_core.inverse.targets import Target, TargetError, parse_target
-from vaereg_studio.design_state import CancelToken, FoundCandidate, TrainingData, candidate_metadata, find_candidates, validate_structure
-
-if TYPE_CHECKING:
-    from vaereg_studio.main_window import MainWindow
+from vaereg_studio.candidate_card import CARD_WIDTH, ERROR_STYLE, WARNING_STYLE, CandidateCard
+from vaereg_studio.design_panel import DesignBox
+from vaereg_studio.design_state import TrainingData, candidate_metadata
+from vaereg_studio.model_state import no_model_reason
+from vaereg_studio.session import DesignSession, TaskRunner
+from vaereg_studio.session.records import CandidateEntry, LoadedModel
+from vaereg_studio.settings import AppSettings
 
 SLIDER_STEPS = 1000
 MAX_SAMPLES = 4  # per component: K × 5 cards at most, each with an OpenGL view
-CARD_WIDTH = 226
-WARNING_STYLE = "color: #b35c00; font-weight: bold;"
-ERROR_STYLE = "color: #b00020;"
 
 
 class PropertyRow:
@@ -112,127 +105,6 @@ class PropertyRow:
         return self.label, self.spin, self.slider, self.free, self.range_label
 
 
-class CandidateCard(QFrame):
-    """One candidate: its small 3-D view, weight, volume fraction, predicted and validated properties.
-
-    Signals
-    -------
-    openRequested(CandidateCard)
-        The card was clicked: show the candidate in the main viewer.
-    validateRequested(CandidateCard)
-        "Validate" was pressed (or "Cancel" while a validation runs).
-    """
-
-    openRequested = Signal(object)
-    validateRequested = Signal(object)
-    physics_header = "physics"  # the column of solver-computed constants
-
-    def __init__(self, background: str, colour: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("candidateCard")
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setFixedWidth(CARD_WIDTH)
-        self.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.colour = colour
-        self.found: FoundCandidate | None = None
-        self.target: Target | None = None
-        self.validation: Validation | None = None
-        self.token: CancelToken | None = None
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 6, 6, 6)
-        self.title = QLabel()
-        self.title.setObjectName("candidateTitle")
-        layout.addWidget(self.title)
-        self.view = QtInteractor(self, auto_update=False, multi_samples=0)
-        self.view.setFixedSize(CARD_WIDTH - 14, 140)
-        self.view.setAcceptDrops(False)
-        if self.view.iren is not None:
-            self.view.clear_events_for_key("q")  # pyvista's "q" prepares to close the plotter
-        self.view.set_background(background)
-        layout.addWidget(self.view)
-        self.table = QLabel()
-        self.table.setObjectName("candidateTable")
-        self.table.setTextFormat(Qt.TextFormat.RichText)
-        layout.addWidget(self.table)
-        buttons = QHBoxLayout()
-        self.validate_button = QPushButton("Validate")
-        self.validate_button.setToolTip("Compute this structure's stiffness with the FFT solver and compare it with the target")
-        self.validate_button.clicked.connect(lambda: self.validateRequested.emit(self))
-        self.open_button = QPushButton("Show")
-        self.open_button.setToolTip("Show this candidate in the main 3-D view (to inspect or export it)")
-        self.open_button.clicked.connect(lambda: self.openRequested.emit(self))
-        buttons.addWidget(self.validate_button)
-        buttons.addWidget(self.open_button)
-        layout.addLayout(buttons)
-
-    @property
-    def label(self) -> str:
-        """The candidate's label (``k1``, ``k1-s2``)."""
-        return self.found.candidate.label if self.found else ""
-
-    def show_candidate(self, found: FoundCandidate, target: Target) -> None:
-        """Draw ``found`` and describe it against ``target``."""
-        self.found, self.target, self.validation, self.token = found, target, None, None
-        c = found.candidate
-        self.title.setText(f"<b>{c.label}</b> · π<sub>{c.component + 1}</sub> = {c.weight:.3f} · vf {c.volume_fraction:.3f}")
-        self.view.remove_actor("hard_phase", render=False)
-        if found.thumbnail is not None:
-            self.view.add_mesh(found.thumbnail, color=self.colour, smooth_shading=True, name="hard_phase", reset_camera=False, show_scalar_bar=False, render=False)
-        n = c.voxels.shape[0]
-        self.view.add_mesh(_outline(n), color="#9aa3b5", name="outline", reset_camera=False, render=False)
-        self.view.camera_position = [(1.5 * n, 1.2 * n, 1.8 * n), (n / 2, n / 2, n / 2), (0.0, 0.0, 1.0)]
-        self.view.renderer.reset_camera(render=False)  # Plotter.reset_camera renders whatever it is told
-        self.view.render()
-        self.set_validating(False)
-        self._fill_table()
-
-    def set_validating(self, running: bool) -> None:
-        """Switch the button between "Validate" and "Cancel"."""
-        self.validate_button.setText("Cancel" if running else ("Validate again" if self.validation else "Validate"))
-        self.open_button.setEnabled(True)
-
-    def set_validation(self, validation: Validation | None) -> None:
-        """Fill in the physics results (``None``: the validation was cancelled)."""
-        self.validation = validation
-        self.token = None
-        self.set_validating(False)
-        self._fill_table(cancelled=validation is None)
-
-    def _fill_table(self, cancelled: bool = False) -> None:
-        c, target = self.found.candidate, self.target
-        goals = target.as_dict()
-        rows = [f"<tr><th></th><th align='right'>predicted</th><th align='right'>{self.physics_header}</th><th align='right'>error</th></tr>"]
-        for name, mean, std in zip(c.property_names, c.predicted, c.predicted_std):
-            # Placeholders keep the label's size: a card that changes size re-lays out (and redraws) them all.
-            physics = error = "—"
-            if self.validation is not None:
-                achieved = self.validation.constants[name]
-                physics = f"{achieved:.1f}"
-                error = f"{100 * (achieved - goals[name]) / goals[name]:+.1f} %" if name in goals else "free"
-            rows.append(f"<tr><td>{name}</td><td align='right'>{mean:.1f} ± {std:.1f}</td><td align='right'>{physics}</td><td align='right'>{error}</td></tr>")
-        self.table.setText(f"<table style='font-size: small' cellspacing='2'>{''.join(rows)}</table><small>GPa<br>{self.note(cancelled)}</small>")
-
-    def note(self, cancelled: bool = False) -> str:
-        """The line under the table: whether and how the candidate was validated."""
-        if self.validation is not None:
-            return f"FFT solver {self.validation.seconds:.1f} s · mean |error| {100 * self.validation.mean_relative_error:.1f} %"
-        return "validation cancelled" if cancelled else "not validated yet"
-
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt override)
-        """A click anywhere on the card (outside the 3-D view and buttons) opens the candidate."""
-        if event.button() == Qt.MouseButton.LeftButton and self.found is not None:
-            self.openRequested.emit(self)
-        super().mousePressEvent(event)
-
-    def close_view(self) -> None:
-        """Release the render window."""
-        self.view.close()
-
-
-def _outline(n: int) -> pv.PolyData:
-    return pv.ImageData(dimensions=(n + 1,) * 3).outline()
-
-
 class _ResizeWatcher(QObject):
     """Calls back when the watched widget is resized (to reflow the cards)."""
 
@@ -240,7 +112,7 @@ class _ResizeWatcher(QObject):
         super().__init__(parent)
         self.callback = callback
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() == QEvent.Type.Resize:
             self.callback()
         return False
@@ -251,8 +123,12 @@ class TargetPanel(QWidget):
 
     Parameters
     ----------
-    host : MainWindow
-        Runs the workers, shows structures and errors, keeps the settings.
+    session : DesignSession
+        The model, target and candidates this panel shows and sets.
+    runner : TaskRunner
+        The session's task runner (the design box's progress comes through it).
+    settings : AppSettings
+        Keeps the controls' values between runs of the app.
 
     Signals
     -------
@@ -265,18 +141,12 @@ class TargetPanel(QWidget):
     candidatesShown = Signal(list)
     validated = Signal(str, object)
 
-    def __init__(self, host: MainWindow, parent: QWidget | None = None) -> None:
+    def __init__(self, session: DesignSession, runner: TaskRunner, settings: AppSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.host = host
-        self.model: Any = None
-        self.model_identity = ""
-        self.training = TrainingData(None, None, "No model loaded.")
+        self.session, self.settings = session, settings
         self.rows: list[PropertyRow] = []
         self.cards: list[CandidateCard] = []
-        self.found: list[FoundCandidate] = []
-        self.search_target: Target | None = None
-        self.search_seed = 0
-        self._search_token = 0
+        self._drawing = 0  # a newer search's cards replace an older one's being drawn
         layout = QVBoxLayout(self)
 
         self.message = QLabel()
@@ -320,10 +190,10 @@ class TargetPanel(QWidget):
         self.find_button.clicked.connect(self.find_candidates)
         box_layout.addWidget(self.find_button)
         layout.addWidget(self.target_box)
-        # Imported here: the design box's cards build on this module's CandidateCard.
-        from vaereg_studio.design_panel import DesignBox
-
-        self.design_box = DesignBox(self)
+        self.card_area = QWidget()  # the candidates' and the designs' cards
+        self.design_box = DesignBox(session, runner, settings, self.card_area)
+        self.design_box.cardsChanged.connect(self.reflow)
+        self.design_box.nearestChosen.connect(self.set_target_values)
         layout.addWidget(self.design_box)
 
         self.status = QLabel()
@@ -333,7 +203,6 @@ class TargetPanel(QWidget):
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.card_area = QWidget()
         self.card_grid = QGridLayout(self.card_area)
         self.card_grid.setContentsMargins(0, 0, 0, 0)
         self.card_grid.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
@@ -343,33 +212,44 @@ class TargetPanel(QWidget):
         layout.addWidget(self.scroll, 1)
         self.samples.valueChanged.connect(self._save_values)
         self.seed.valueChanged.connect(self._save_values)
-        self.set_model(None, "No model loaded.")
+        events = session.events
+        events.model.connect(self.set_model)
+        events.searching.connect(self._searching)
+        events.candidates.connect(self._show_candidates)
+        events.validation.connect(self._validation_changed)
+        events.restored.connect(self._restored)
+        self.set_model(session.model)
+
+    @property
+    def training(self) -> TrainingData:
+        """The model's training property table (or why there is none)."""
+        m = self.session.model
+        return m.training if m is not None else TrainingData(None, None, "No model loaded.")
 
     # ------------------------------------------------------------------ model
 
-    def set_model(self, model: Any, description: str, identity: str = "", training: TrainingData | None = None) -> None:
-        """Build the controls for ``model``'s properties (``None``: say why there is none)."""
-        self.model, self.model_identity = model, identity
-        self._search_token += 1  # results of a search for the previous model are dropped
+    def set_model(self, loaded: LoadedModel | None) -> None:
+        """Build the controls for the model's properties (``None``: say why there is none)."""
+        self._drawing += 1
         self.design_box.reset()
         for row in self.rows:
             for widget in row.widgets():
                 widget.deleteLater()
         self.rows = []
-        self.found = []
         for card in self.cards:
             card.hide()
         self.status.clear()
-        if model is None or not getattr(model, "is_generative", False):
-            why = description if model is None else f"{description}<br>This is a regression-only model: it has no prior to draw candidates from."
+        if loaded is None or not loaded.is_generative:
+            description = model_description(loaded)
+            why = description if loaded is None else f"{description}<br>This is a regression-only model: it has no prior to draw candidates from."
             self.message.setText(f"<b>Target properties and candidates</b><p>{why}</p><p>This panel needs a trained VAE-Regression model (File → Open Model…).</p>")
             self.message.show()
             self.target_box.hide()
             self.design_box.hide()
             self.scroll.hide()
             return
-        self.training = training or TrainingData(None, None, "No training property table was looked for.")
-        stored = self.host.settings.group_values("design", {"samples": 0, "seed": 0})
+        model = loaded.model
+        stored = self.settings.group_values("design", {"samples": 0, "seed": 0})
         self.samples.setValue(min(stored["samples"], MAX_SAMPLES))
         self.seed.setValue(stored["seed"])
         reference = self.training.properties
@@ -409,9 +289,10 @@ class TargetPanel(QWidget):
         TargetError
             No model, or no property constrained.
         """
-        if self.model is None:
+        if self.session.model is None:
             raise TargetError("no model is loaded")
-        return parse_target({r.name: r.value for r in self.rows if r.value is not None}, self.model.property_names, self.model.ranges)
+        model = self.session.model.model
+        return parse_target({r.name: r.value for r in self.rows if r.value is not None}, model.property_names, model.ranges)
 
     def _target_changed(self) -> None:
         try:
@@ -421,12 +302,12 @@ class TargetPanel(QWidget):
             self.problem.show()
             self.warning.hide()
             self.find_button.setEnabled(False)
-            self.design_box.target_changed(usable=False)
+            self.session.set_target(None)
             return
         self.problem.hide()
-        self.find_button.setEnabled(True)
-        self.design_box.target_changed(usable=True)
-        self.warning.setText(extrapolation_text(target, self.model.ranges))
+        self.find_button.setEnabled(not self.session.runner.running("candidates"))
+        self.session.set_target(target)
+        self.warning.setText(extrapolation_text(target, self.session.model.model.ranges))
         self.warning.setVisible(bool(target.extrapolated))
         self._save_values()
 
@@ -443,67 +324,55 @@ class TargetPanel(QWidget):
         for row in self.rows:
             values[f"target_{row.name}"] = row.spin.value()
             values[f"free_{row.name}"] = row.free.isChecked()
-        self.host.settings.set_group_values("design", values)
+        self.settings.set_group_values("design", values)
 
     # ------------------------------------------------------------------ candidates
 
     def find_candidates(self) -> None:
-        """Draw the model's candidates for the current target (on a worker)."""
+        """Ask the session for the model's candidates for the current target."""
         try:
-            target = self.target()
+            self.session.find_candidates(self.samples.value(), self.seed.value())
         except TargetError as exc:
-            self.host.report_error("The target is not usable.", exc)
-            return
-        self._search_token += 1
-        token, seed = self._search_token, self.seed.value()
-        self.find_button.setEnabled(False)
-        self.status.setText(f"Finding candidates for {target}…")
+            self.session.events.error.emit("The target is not usable.", exc)
 
-        def found(result: list[FoundCandidate]) -> None:
-            if token != self._search_token:
-                return
-            self.find_button.setEnabled(True)
-            self.search_target, self.search_seed, self.found = target, seed, result
-            self.status.setText(f"{len(result)} candidates for {target}; click one to show it in the 3-D view.")
-            for card in self.cards[len(result) :]:
-                card.hide()
-            self._fill_card(0, token)
+    def _searching(self, running: bool) -> None:
+        self.find_button.setEnabled(not running and self.session.target is not None)
+        if running:
+            self.status.setText(f"Finding candidates for {self.session.target}…")
+        elif not self.session.candidates:
+            self.status.setText("No candidates.")
 
-        def failed(exc: Exception) -> None:
-            if token == self._search_token:
-                self.find_button.setEnabled(True)
-                self.status.setText("No candidates.")
-                self.host.report_error("Cannot find candidates.", exc)
+    def _show_candidates(self, entries: list[CandidateEntry]) -> None:
+        """The session's new candidates: a card each (drawn one per event-loop turn), then validated."""
+        self._drawing += 1
+        if entries:
+            self.status.setText(f"{len(entries)} candidates for {entries[0].target}; click one to show it in the 3-D view.")
+        for card in self.cards[len(entries) :]:
+            card.hide()
+        self._fill_card(0, self._drawing)
 
-        self.host.run_worker(
-            find_candidates, self.model, target, self.samples.value(), seed, self.training.properties,
-            on_result=found, on_error=failed,
-        )
-
-    def _fill_card(self, index: int, token: int) -> None:
+    def _fill_card(self, index: int, drawing: int) -> None:
         """Draw card ``index``, then the next one on the next event-loop turn (the UI stays live)."""
-        if token != self._search_token:
+        entries = self.session.candidates
+        if drawing != self._drawing:
             return
-        if index == len(self.found):
+        if index == len(entries):
             self.reflow()
-            self.candidatesShown.emit([f.candidate for f in self.found])
-            for card in self.visible_cards():  # validated in the background, one compute slot each
-                if card.token is None:
-                    self.validate_card(card)
+            self.candidatesShown.emit([e.found.candidate for e in entries])
+            self.session.validate_all()  # in the background, one compute slot each
             return
         if index == len(self.cards):
-            options = self.host.viewer.options
+            options = self.session.view_options
             card = CandidateCard(options.background, options.hard_colour, self.card_area)
             card.openRequested.connect(self.open_card)
             card.validateRequested.connect(self.validate_card)
             self.cards.append(card)
             self.reflow()
-        card = self.cards[index]
-        if card.token is not None:
-            card.token.cancel()  # a validation of the previous candidate in this card is obsolete
+        card, entry = self.cards[index], entries[index]
         card.show()
-        card.show_candidate(self.found[index], self.search_target)
-        QTimer.singleShot(0, lambda: self._fill_card(index + 1, token))
+        card.show_candidate(entry.found, entry.target)
+        self._validation_changed(index)
+        QTimer.singleShot(0, lambda: self._fill_card(index + 1, drawing))
 
     def reflow(self) -> None:
         """Lay the visible cards out (designs first) in as many columns as the panel is wide."""
@@ -518,43 +387,49 @@ class TargetPanel(QWidget):
 
     def visible_cards(self) -> list[CandidateCard]:
         """Cards of the current search, in order."""
-        return [c for c in self.cards[: len(self.found)] if not c.isHidden()]
+        return [c for c in self.cards[: len(self.session.candidates)] if not c.isHidden()]
 
     def open_card(self, card: CandidateCard) -> None:
         """Show a card's candidate in the main viewer, with its provenance."""
         c = card.found.candidate
-        metadata = candidate_metadata(c, card.target, self.model_identity, self.search_seed)
+        metadata = candidate_metadata(c, card.target, self.session.model.identity, self.session.search_seed)
         if card.validation is not None:
             metadata["validation"] = card.validation.to_dict()
-        self.host.show_voxels(c.voxels, f"candidate {c.label}", metadata)
+        self.session.show_voxels(c.voxels, f"candidate {c.label}", metadata)
 
     def validate_card(self, card: CandidateCard) -> None:
-        """Validate a card's candidate with the physics solver (or cancel a running validation)."""
-        if card.token is not None:
-            card.token.cancel()
+        """Validate a card's candidate with the physics solver (or stop a running validation)."""
+        index = self.cards.index(card)
+        if self.session.candidates[index].status == "validating":
+            self.session.stop_validation(index)
+        else:
+            self.session.validate(index)
+
+    def _validation_changed(self, index: int) -> None:
+        """Show candidate ``index``'s validation state on its card."""
+        if index >= len(self.cards) or self.cards[index].found is not self.session.candidates[index].found:
+            return  # its card is not drawn yet
+        card, entry = self.cards[index], self.session.candidates[index]
+        if entry.status == "validating":
+            card.set_validating(True)
+        elif entry.status in ("validated", "cancelled", "failed"):
+            card.set_validation(entry.validation)
+            if entry.status != "failed":
+                self.validated.emit(entry.label, entry.validation if entry.status == "validated" else None)
+
+    def _restored(self) -> None:
+        """A reopened session: the target's values in the rows (its candidates come as a new search)."""
+        target = self.session.target
+        if target is None:
             return
-        card.token = token = CancelToken()
-        found, target = card.found, card.target
-        card.set_validating(True)
+        values = target.as_dict()
+        for row in self.rows:
+            row.free.setChecked(row.name not in values and row.free.isEnabled())
+        self.set_target_values(values)
 
-        def done(validation: Validation | None) -> None:
-            if card.found is found:  # the card may show another candidate by now
-                card.set_validation(validation)
-                self.validated.emit(card.label, validation)
-
-        def failed(exc: Exception) -> None:
-            if card.found is found:
-                card.set_validation(None)
-            self.host.report_error(f"Cannot validate candidate {found.candidate.label}.", exc)
-
-        self.host.run_worker(validate_structure, found.candidate.voxels, target, token, on_result=done, on_error=failed)
-
-    def cancel_validations(self) -> None:
-        """Stop every running validation and design."""
-        self.design_box.cancel()
-        for card in self.cards:
-            if card.token is not None:
-                card.token.cancel()
+    def close_question(self) -> None:
+        """Close the design box's open question (the window is closing)."""
+        self.design_box.close_question()
 
     def close_views(self) -> None:
         """Release the cards' render windows (before the window goes)."""
@@ -570,6 +445,11 @@ def extrapolation_text(target: Target, ranges: dict[str, tuple[float, float]]) -
     values = target.as_dict()
     parts = [f"{n} = {values[n]:g} GPa (data: {ranges[n][0]:.1f}–{ranges[n][1]:.1f})" for n in target.extrapolated]
     return "⚠ Extrapolation: " + "; ".join(parts) + ". The model has not seen such structures; check candidates with Validate."
+
+
+def model_description(loaded: LoadedModel | None) -> str:
+    """The panels' first line about the model: what it is, or why there is none."""
+    return f"Model: {loaded.description}" if loaded is not None else no_model_reason()
 
 
 def _float(value: Any, default: float) -> float:

@@ -8,6 +8,7 @@ of state is made, and announced, on the runner's owner thread.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,13 @@ from vaereg_studio.design_state import (
     model_identity,
     point_metadata,
     run_refinement,
+    thumbnail_mesh,
     training_data,
     validate_structure,
 )
-from vaereg_studio.design_worker import DesignOutcome, feasibility, run_design
+from vaereg_studio.design_worker import DesignOutcome, FoundDesign, feasibility, run_design
 from vaereg_studio.session.records import AnnealRecord, CandidateEntry, DesignRun, LoadedModel, MapState
+from vaereg_studio.session.session_file import SessionDocument, SessionFileError, read_session, write_session
 from vaereg_studio.session.tasks import Task, TaskRunner
 from vaereg_studio.session.view_options import ViewOptions
 from vaereg_studio.structure import Structure
@@ -327,6 +330,93 @@ class DesignSession:
             on_result=decoded, on_error=lambda e: self.events.error.emit("Cannot decode that point.", e),
         )
 
+    # ------------------------------------------------------------------ save and reopen
+
+    def document(self) -> SessionDocument:
+        """The session as a file holds it (finished work only: running jobs are not saved).
+
+        Raises
+        ------
+        SessionFileError
+            No model is loaded (a session belongs to a model).
+        """
+        if self.model is None:
+            raise SessionFileError(Path("session"), "no model is loaded, so there is no session to save")
+        m = self.model
+        candidates = [
+            {"candidate": e.found.candidate, "target": e.target, "seed": e.seed, "validation": e.validation,
+             "status": e.status if e.status in ("validated", "failed") else "not validated"}
+            for e in self.candidates
+        ]
+        designs = [
+            {"target": r.target, "verdict": r.verdict, "settings": r.settings, "result": dataclasses.replace(r.outcome.result, states=[]),
+             "designs": [{"design": f.design, "candidate": f.candidate, "validation": f.validation, "path": f.path} for f in r.outcome.designs]}
+            for r in self.design_runs if r.status == "done"
+        ]
+        runs = [
+            {"number": r.number, "start": r.start, "z": r.z, "target": r.target, "settings": r.settings, "prior_weight": r.prior_weight,
+             "status": r.status, "refinement": r.outcome.refinement, "validation": r.outcome.validation}
+            for r in self.anneal_runs if r.outcome is not None
+        ]
+        content = {"target": self.target, "search_seed": self.search_seed, "candidates": candidates, "design_runs": designs,
+                   "anneal_runs": runs, "view_options": self.view_options.to_dict()}
+        return SessionDocument({"name": m.path.name, "checksum": m.checksum, "path": str(m.path)}, content)
+
+    def save(self, path: str | Path, overwrite: bool = False, on_saved: Any = None) -> None:
+        """Write the session to ``path`` on a worker (atomically; an existing file only with ``overwrite``)."""
+        document, path = self.document(), Path(path)
+        self.runner.submit(
+            write_session, path, document, overwrite=overwrite, key="save",
+            on_result=on_saved or (lambda written: None), on_error=lambda e: self.events.error.emit(f"Cannot save the session {path.name}.", e),
+        )
+
+    def open(self, path: str | Path) -> None:
+        """Reopen a saved session (read on a worker); its model is loaded first when another one is."""
+        path = Path(path)
+
+        def fail(exc: BaseException | str) -> None:
+            self.events.error.emit(f"Cannot open the session {path.name}.", exc)
+
+        def opened(result: tuple[SessionDocument, dict[str, Any]]) -> None:
+            document, content = result
+            checksum = str(document.model.get("checksum", ""))
+            if self.model is not None and self.model.checksum == checksum:
+                self._restore(content)
+                return
+            model_file = Path(str(document.model.get("path", "")))
+            if not model_file.is_file():
+                fail(SessionFileError(path, f"it was made with the model {document.model.get('name')} (weights {checksum[:12]}), "
+                                            f"which is not at {model_file}; open that model first (File → Open Model…)"))
+                return
+
+            def loaded(model: LoadedModel) -> None:
+                if model.checksum != checksum:
+                    fail(SessionFileError(path, f"{model_file} has changed since the session was saved (weights {checksum[:12]}); open the model it was made with first"))
+                    return
+                self.set_model(model)
+                self._restore(content)
+
+            self.runner.submit(_load_model, model_file, key="model", on_result=loaded, on_error=fail)
+
+        self.runner.submit(_read_session_content, path, key="open", on_result=opened, on_error=fail)
+
+    def _restore(self, content: dict[str, Any]) -> None:
+        """Take a reopened session's records (made on the worker); the panels redraw on ``restored``."""
+        for key in ("candidates", "design"):
+            self.runner.cancel(key)
+        self._drop_candidates()
+        self.target, self.verdict, self.search_seed = content["target"], None, content["search_seed"]
+        self.candidates = content["candidates"]
+        self.design_runs = content["design_runs"]
+        for record in self.anneal_runs:
+            record.progress.token.cancel()
+        self.anneal_runs = content["anneal_runs"]
+        restored = ViewOptions.from_dict(content["view_options"])
+        for name, value in restored.to_dict().items():
+            setattr(self.view_options, name, value)  # the viewer's own options object
+        self.events.restored.emit()
+        self.events.candidates.emit(self.candidates)
+
     # ------------------------------------------------------------------ closing
 
     def stop_all(self) -> None:
@@ -337,6 +427,33 @@ class DesignSession:
             self.stop_validation(index)
         for record in self.anneal_runs:
             record.progress.token.cancel()
+
+
+def _read_session_content(path: Path) -> tuple[SessionDocument, dict[str, Any]]:
+    """Read a session file and rebuild its records with the cards' surfaces (worker thread)."""
+    document = read_session(path)
+    c = document.content
+    try:
+        candidates = [
+            CandidateEntry(FoundCandidate(e["candidate"], thumbnail_mesh(e["candidate"].voxels)), e["target"], e["seed"], e["validation"], e["status"])
+            for e in c["candidates"]
+        ]
+        design_runs = [
+            DesignRun(r["target"], r["verdict"], r["settings"], "done", DesignOutcome(r["result"], [
+                FoundDesign(d["design"], d["candidate"], d["validation"], thumbnail_mesh(d["candidate"].voxels), d["path"]) for d in r["designs"]
+            ]))
+            for r in c["design_runs"]
+        ]
+        anneal_runs = []
+        for r in c["anneal_runs"]:
+            record = AnnealRecord(r["number"], r["start"], r["z"], r["target"], r["settings"], r["prior_weight"], RunProgress(r["settings"].iterations),
+                                  r["status"], RunOutcome(r["refinement"], r["validation"]))
+            record.progress.set_phase(r["status"])
+            anneal_runs.append(record)
+        content = {**c, "candidates": candidates, "design_runs": design_runs, "anneal_runs": anneal_runs}
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise SessionFileError(path, f"damaged session ({type(exc).__name__}: {exc})") from None
+    return document, content
 
 
 def _load_model(path: Path) -> LoadedModel:

@@ -103,6 +103,9 @@ class TaskRunner:
         """
         task = task if task is not None else Task(key)
         task.key = key
+        if self._closed.is_set():  # a timer that fired as the window closed: nothing to run it for
+            task.cancel()
+            return task
         if key is not None:
             if (earlier := self._by_key.get(key)) is not None:
                 earlier.cancel()
@@ -117,7 +120,7 @@ class TaskRunner:
                 self._working += 1
             try:
                 value, failed = function(*args, **kwargs), False
-            except Exception as exc:  # handed to on_error, never lost on the worker
+            except Exception as exc:  # noqa: BLE001 (handed to on_error, never lost on the worker)
                 value, failed = exc, True
             finally:
                 with self._lock:

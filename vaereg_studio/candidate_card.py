@@ -1,0 +1,144 @@
+"""A candidate's card: its small 3-D view, weight, volume fraction, predicted and validated constants.
+
+Measured under Xvfb with Mesa's llvmpipe (2 cores): a ``QtInteractor`` costs
+100–400 ms to create (one OpenGL context each) and a 51³ smooth surface (78k
+triangles) 80–130 ms per frame at 200×150, a decimated one (8k) 10–20 ms; an
+offscreen ``pyvista.Plotter`` thumbnail costs 300 ms per image. So cards keep
+live views (they can be turned with the mouse), draw surfaces decimated on
+the worker, and are reused by later searches instead of being rebuilt.
+"""
+
+from __future__ import annotations
+
+import pyvista as pv
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from pyvistaqt import QtInteractor
+
+from vaereg_core.inverse.design import Validation
+from vaereg_core.inverse.targets import Target
+from vaereg_studio.design_state import FoundCandidate
+
+CARD_WIDTH = 226
+WARNING_STYLE = "color: #b35c00; font-weight: bold;"
+ERROR_STYLE = "color: #b00020;"
+
+
+class CandidateCard(QFrame):
+    """One candidate: its small 3-D view, weight, volume fraction, predicted and validated properties.
+
+    Signals
+    -------
+    openRequested(CandidateCard)
+        The card was clicked: show the candidate in the main viewer.
+    validateRequested(CandidateCard)
+        "Validate" was pressed (or "Cancel" while a validation runs).
+    """
+
+    openRequested = Signal(object)
+    validateRequested = Signal(object)
+    physics_header = "physics"  # the column of solver-computed constants
+
+    def __init__(self, background: str, colour: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("candidateCard")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setFixedWidth(CARD_WIDTH)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.colour = colour
+        self.found: FoundCandidate | None = None
+        self.target: Target | None = None
+        self.validation: Validation | None = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        self.title = QLabel()
+        self.title.setObjectName("candidateTitle")
+        layout.addWidget(self.title)
+        self.view = QtInteractor(self, auto_update=False, multi_samples=0)
+        self.view.setFixedSize(CARD_WIDTH - 14, 140)
+        self.view.setAcceptDrops(False)
+        if self.view.iren is not None:
+            self.view.clear_events_for_key("q")  # pyvista's "q" prepares to close the plotter
+        self.view.set_background(background)
+        layout.addWidget(self.view)
+        self.table = QLabel()
+        self.table.setObjectName("candidateTable")
+        self.table.setTextFormat(Qt.TextFormat.RichText)
+        layout.addWidget(self.table)
+        buttons = QHBoxLayout()
+        self.validate_button = QPushButton("Validate")
+        self.validate_button.setToolTip("Compute this structure's stiffness with the FFT solver and compare it with the target")
+        self.validate_button.clicked.connect(lambda: self.validateRequested.emit(self))
+        self.open_button = QPushButton("Show")
+        self.open_button.setToolTip("Show this candidate in the main 3-D view (to inspect or export it)")
+        self.open_button.clicked.connect(lambda: self.openRequested.emit(self))
+        buttons.addWidget(self.validate_button)
+        buttons.addWidget(self.open_button)
+        layout.addLayout(buttons)
+
+    @property
+    def label(self) -> str:
+        """The candidate's label (``k1``, ``k1-s2``)."""
+        return self.found.candidate.label if self.found else ""
+
+    def show_candidate(self, found: FoundCandidate, target: Target) -> None:
+        """Draw ``found`` and describe it against ``target``."""
+        self.found, self.target, self.validation = found, target, None
+        c = found.candidate
+        self.title.setText(f"<b>{c.label}</b> · π<sub>{c.component + 1}</sub> = {c.weight:.3f} · vf {c.volume_fraction:.3f}")
+        self.view.remove_actor("hard_phase", render=False)
+        if found.thumbnail is not None:
+            self.view.add_mesh(found.thumbnail, color=self.colour, smooth_shading=True, name="hard_phase", reset_camera=False, show_scalar_bar=False, render=False)
+        n = c.voxels.shape[0]
+        self.view.add_mesh(_outline(n), color="#9aa3b5", name="outline", reset_camera=False, render=False)
+        self.view.camera_position = [(1.5 * n, 1.2 * n, 1.8 * n), (n / 2, n / 2, n / 2), (0.0, 0.0, 1.0)]
+        self.view.renderer.reset_camera(render=False)  # Plotter.reset_camera renders whatever it is told
+        self.view.render()
+        self.set_validating(False)
+        self._fill_table()
+
+    def set_validating(self, running: bool) -> None:
+        """Switch the button between "Validate" and "Cancel"."""
+        self.validate_button.setText("Cancel" if running else ("Validate again" if self.validation else "Validate"))
+        self.open_button.setEnabled(True)
+
+    def set_validation(self, validation: Validation | None) -> None:
+        """Fill in the physics results (``None``: the validation was cancelled)."""
+        self.validation = validation
+        self.set_validating(False)
+        self._fill_table(cancelled=validation is None)
+
+    def _fill_table(self, cancelled: bool = False) -> None:
+        c, target = self.found.candidate, self.target
+        goals = target.as_dict()
+        rows = [f"<tr><th></th><th align='right'>predicted</th><th align='right'>{self.physics_header}</th><th align='right'>error</th></tr>"]
+        for name, mean, std in zip(c.property_names, c.predicted, c.predicted_std):
+            # Placeholders keep the label's size: a card that changes size re-lays out (and redraws) them all.
+            physics = error = "—"
+            if self.validation is not None:
+                achieved = self.validation.constants[name]
+                physics = f"{achieved:.1f}"
+                error = f"{100 * (achieved - goals[name]) / goals[name]:+.1f} %" if name in goals else "free"
+            rows.append(f"<tr><td>{name}</td><td align='right'>{mean:.1f} ± {std:.1f}</td><td align='right'>{physics}</td><td align='right'>{error}</td></tr>")
+        self.table.setText(f"<table style='font-size: small' cellspacing='2'>{''.join(rows)}</table><small>GPa<br>{self.note(cancelled)}</small>")
+
+    def note(self, cancelled: bool = False) -> str:
+        """The line under the table: whether and how the candidate was validated."""
+        if self.validation is not None:
+            return f"FFT solver {self.validation.seconds:.1f} s · mean |error| {100 * self.validation.mean_relative_error:.1f} %"
+        return "validation cancelled" if cancelled else "not validated yet"
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        """A click anywhere on the card (outside the 3-D view and buttons) opens the candidate."""
+        if event.button() == Qt.MouseButton.LeftButton and self.found is not None:
+            self.openRequested.emit(self)
+        super().mousePressEvent(event)
+
+    def close_view(self) -> None:
+        """Release the render window."""
+        self.view.close()
+
+
+def _outline(n: int) -> pv.PolyData:
+    return pv.ImageData(dimensions=(n + 1,) * 3).outline()
