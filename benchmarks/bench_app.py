@@ -1,12 +1,16 @@
 """Benchmark the desktop app: start to first rendered structure, surface extraction, frame time.
 
-Run: ``.venv/bin/python benchmarks/bench_app.py [--launches 4] [--frames 10]``. Without
-a display it re-runs itself under ``xvfb-run`` (1280x1024x24, Mesa's llvmpipe).
+Run: ``.venv/bin/python benchmarks/bench_app.py [--launches 4] [--frames 10] [--start-only]``.
+Without a display it re-runs itself under ``xvfb-run`` (1280x1024x24, Mesa's llvmpipe).
 
-- *start → first render*: wall time from starting ``python`` to the bundled sample
-  drawn in the window (process start, imports, window, reading, surface, first
-  render). The first launch is "cold" (whatever the OS has not cached yet); the
-  median of the others is "warm".
+- *launch phases*: wall time from starting ``python`` to the app's modules
+  imported (``vaereg_studio.__main__``), the window built and shown (the
+  window's modules, its widgets), the bundled sample drawn (reading, surface,
+  first render), and the default model ready (loaded after that first render).
+  The first launch is "cold" (whatever the OS has not cached yet); the median
+  of the others is "warm". It also says whether torch was imported before the
+  first render. The machine's load changes these figures several-fold:
+  compare two versions in one run, alternately.
 - *surface*: hard-phase surface extraction of the 51³ sample (worker-thread work).
 - *frame*: median time of one ``render()`` of the 51³ sample in the 3-D view at
   the window's size, for the smooth and the blocky surface and with slices.
@@ -34,25 +38,53 @@ import time
 CHILD = """
 import sys, time
 from PySide6.QtCore import QSettings, QTimer
-from vaereg_studio.__main__ import launch
-window = launch([], settings=QSettings(sys.argv[1], QSettings.Format.IniFormat))
-def shown(structure):
-    print(f"SHOWN {time.time():.6f}", flush=True)
-    QTimer.singleShot(0, window.close)
-window.structureShown.connect(shown)
 from PySide6.QtWidgets import QApplication
+from vaereg_studio.__main__ import launch
+marks = {"imports": time.time()}
+window = launch([], settings=QSettings(sys.argv[1], QSettings.Format.IniFormat))
+marks["window"] = time.time()
+def mark(name):
+    marks.setdefault(name, time.time())
+    if name == "shown":
+        marks["torch loaded at first render"] = float("torch" in sys.modules)
+    if {"shown", "model"} <= set(marks):
+        print("MARKS " + " ".join(f"{k.replace(' ', '_')}={v:.6f}" for k, v in marks.items()), flush=True)
+        QTimer.singleShot(0, window.close)
+window.structureShown.connect(lambda structure: mark("shown"))
+window.modelLoaded.connect(lambda model: mark("model"))
+QTimer.singleShot(120_000, window.close)
 QApplication.instance().exec()
 """
 
+LAUNCH_PHASES = (
+    ("imports", "start -> app modules imported"),
+    ("window", "start -> window built and shown"),
+    ("shown", "start -> first render"),
+    ("model", "start -> model ready"),
+)
 
-def launch_seconds(settings: str) -> float:
-    """Seconds from starting a new app process to its first rendered structure."""
+
+def launch_marks(settings: str) -> dict[str, float]:
+    """Seconds from starting a new app process to each launch phase (and whether torch was loaded at first render)."""
     start = time.time()
     out = subprocess.run([sys.executable, "-c", CHILD, settings], capture_output=True, text=True, timeout=300)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("SHOWN ")]
+    lines = [line for line in out.stdout.splitlines() if line.startswith("MARKS ")]
     if not lines:
-        raise RuntimeError(f"the app did not show the sample:\n{out.stdout}\n{out.stderr}")
-    return float(lines[0].split()[1]) - start
+        raise RuntimeError(f"the app did not show the sample and load the model:\n{out.stdout}\n{out.stderr}")
+    marks = dict(item.split("=") for item in lines[0].split()[1:])
+    return {k.replace("_", " "): float(v) - (start if k in dict(LAUNCH_PHASES) else 0.0) for k, v in marks.items()}
+
+
+def launch_rows(launches: list[dict[str, float]]) -> list[tuple[str, float]]:
+    """Cold (first launch) and warm (median of the others) seconds of each phase."""
+    rows = []
+    for key, name in LAUNCH_PHASES:
+        rows.append((f"{name}, cold (1st launch)", launches[0][key]))
+        if len(launches) > 1:
+            rows.append((f"{name}, warm (median of {len(launches) - 1})", statistics.median(m[key] for m in launches[1:])))
+    loaded = sum(m["torch loaded at first render"] for m in launches)
+    print(f"torch imported before the first render in {loaded:.0f} of {len(launches)} launches")
+    return rows
 
 
 def in_process(frames: int) -> list[tuple[str, float]]:
@@ -185,6 +217,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--launches", type=int, default=4)
     parser.add_argument("--frames", type=int, default=10)
+    parser.add_argument("--start-only", action="store_true", help="only the launch phases (start to first render and to model ready)")
     args = parser.parse_args()
     if not os.environ.get("DISPLAY") and shutil.which("xvfb-run") and not os.environ.get("BENCH_APP_XVFB"):
         env = {**os.environ, "BENCH_APP_XVFB": "1"}
@@ -192,11 +225,10 @@ def main() -> None:
         sys.exit(subprocess.call(cmd, env=env))
     with tempfile.TemporaryDirectory() as folder:
         settings = os.path.join(folder, "settings.ini")
-        launches = [launch_seconds(settings) for _ in range(args.launches)]
-    rows = [("start -> first render, cold (1st launch)", launches[0])]
-    if len(launches) > 1:
-        rows.append((f"start -> first render, warm (median of {len(launches) - 1})", statistics.median(launches[1:])))
-    rows += in_process(args.frames)
+        launches = [launch_marks(settings) for _ in range(args.launches)]
+    rows = launch_rows(launches)
+    if not args.start_only:
+        rows += in_process(args.frames)
     print(f"{'measure':<58}{'ms':>9}")
     for name, seconds in rows:
         print(f"{name:<58}{1e3 * seconds:>9.0f}")

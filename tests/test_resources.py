@@ -55,9 +55,13 @@ def shipped_generative_models() -> list:
 def test_every_shipped_generative_model_has_its_latent_map():
     """The explorer is ready at first launch: each map is bound to its model's weights and holds its training structures."""
     import numpy as np
-
     from vaereg_core.dataset import MicrostructureDataset
-    from vaereg_core.inverse.latent_map import MAP_STRUCTURES, LatentMap, map_path, map_rows
+    from vaereg_core.inverse.latent_map import (
+        MAP_STRUCTURES,
+        LatentMap,
+        map_path,
+        map_rows,
+    )
     from vaereg_core.resources import default_dataset_path
 
     found = shipped_generative_models()
@@ -74,3 +78,23 @@ def test_every_shipped_generative_model_has_its_latent_map():
         np.testing.assert_allclose(stored.properties, data.properties.numpy()[rows], rtol=1e-6)
         for i in (0, rows.size - 1):  # the latents are these weights' encodings of those structures
             np.testing.assert_allclose(stored.latents[i], model.encode(data.voxels(int(rows[i])))[0], rtol=1e-3, atol=1e-3)
+
+
+def test_the_shipped_samples_are_read_in_process_and_other_files_in_a_child(tmp_path, monkeypatch):
+    """The start-up sample skips the sandbox's 0.7 s child process; the same file elsewhere does not."""
+    import shutil
+    from pathlib import Path
+
+    import numpy as np
+    from vaereg_core import voxel_io
+    from vaereg_core.resources import is_shipped_sample
+
+    children: list[Path] = []
+    real = voxel_io.run_reader
+    monkeypatch.setattr(voxel_io, "run_reader", lambda path, *args: children.append(path) or real(path, *args))
+    shipped = voxel_io.read_voxels(default_sample_path())
+    assert children == []
+    copy = Path(shutil.copy(default_sample_path(), tmp_path / "default.vti"))
+    np.testing.assert_array_equal(voxel_io.read_voxels(copy), shipped)
+    assert children == [copy]
+    assert not is_shipped_sample(resources_dir() / "samples" / ".." / "models" / "DEFAULT")

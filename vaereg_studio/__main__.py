@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vaereg_studio import APP_NAME, ORGANIZATION, __version__
@@ -56,16 +57,48 @@ def launch(argv: Sequence[str] | None = None, settings: QSettings | None = None)
     app.setApplicationVersion(__version__)
     if app.findChild(GuiThreadCollector) is None:
         GuiThreadCollector(parent=app).start()
-    window = MainWindow(settings, load_default_model=args.model is None)
-    if args.model is not None:
-        window.open_model(args.model)
+    window = MainWindow(settings, load_default_model=False)
     if args.reset_layout:
         window.reset_layout()
     install_excepthook(window.report_error)
     window.show()
     # Open after the window is up, so it appears at once and the file loads on a worker.
     QTimer.singleShot(0, (lambda: window.open_file(args.file)) if args.file else window.open_default_sample)
+    model = args.model if args.model is not None else startup_model()
+    if model is not None:
+        open_model_after_first_structure(window, model)
     return window
+
+
+def startup_model() -> Path | None:
+    """The bundled default model, when this installation has it and the model code."""
+    from vaereg_core.resources import default_model_path
+
+    from vaereg_studio import model_state
+
+    path = default_model_path()
+    return path if model_state.model_code_available() and path.is_file() else None
+
+
+def open_model_after_first_structure(window: MainWindow, model: str | Path) -> None:
+    """Load ``model`` once the first structure is drawn (or could not be opened).
+
+    Loading imports torch and starts the physics server: seconds of CPU that
+    competed with the first structure's reading and drawing for the cores and
+    the interpreter lock, so the first picture waited for the model.
+    """
+    started = False
+
+    def start(*_: object) -> None:
+        nonlocal started
+        if not started:
+            started = True
+            window.structureShown.disconnect(start)
+            window.errorShown.disconnect(start)
+            window.open_model(model)
+
+    window.structureShown.connect(start)
+    window.errorShown.connect(start)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import os
 from pathlib import Path
@@ -13,8 +14,15 @@ from vaereg_core.resources import default_model_path
 
 
 def model_code_available() -> bool:
-    """Whether this installation has the model code (``vaereg_core.model.inference``)."""
-    return importlib.util.find_spec("vaereg_core.model") is not None and importlib.util.find_spec("vaereg_core.model.inference") is not None
+    """Whether this installation has the model code (``vaereg_core.model.inference``), without importing it.
+
+    ``find_spec`` of the submodule would run the package's ``__init__``, which
+    imports torch: seconds on the UI thread before the window shows.
+    """
+    package = importlib.util.find_spec("vaereg_core.model")
+    if package is None or package.submodule_search_locations is None:
+        return False
+    return importlib.machinery.PathFinder.find_spec("inference", list(package.submodule_search_locations)) is not None
 
 
 def no_model_reason() -> str:

@@ -29,6 +29,16 @@ def default_sample_path() -> Path:
     return resources_dir() / "samples" / "default.vti"
 
 
+def is_shipped_sample(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is one of the sample structures this installation ships (``resources/samples/``).
+
+    Those files are as trusted as the code installed beside them (whoever can
+    change one can change the code), so they need no sandboxed reader.
+    """
+    samples = (resources_dir() / "samples").resolve()
+    return Path(path).resolve().is_relative_to(samples)
+
+
 def default_model_path() -> Path:
     """The model the app opens at start and the CLI uses without ``--model``.
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from vaereg_core.atomic_files import create_temp, fsync_file, fsync_folder, remove_dead_writers_files
 from vaereg_core.errors import CorruptVoxelFileError, NotBinaryError, VoxelFileError
+from vaereg_core.resources import is_shipped_sample
 from vaereg_core.voxel_safety import hdf5, headers, library_log, pairs
 from vaereg_core.voxel_safety.metadata import as_metadata_dict, parse_json
 from vaereg_core.voxel_safety.budget import max_voxel_bytes
@@ -143,7 +144,8 @@ def read_voxel_file(
 
     Every header is checked before the data are allocated (see
     :mod:`vaereg_core.voxel_safety`); ``.h5`` and ``.vti`` files are read in a
-    child process, as their libraries can abort or hang on a damaged file.
+    child process, as their libraries can abort or hang on a damaged file
+    (except the installation's own samples, which are trusted).
     Metadata that is valid JSON but not an object comes back under the key
     ``"metadata"``.
 
@@ -173,7 +175,7 @@ def read_voxel_file(
     max_voxel_bytes()  # a bad $VAEREG_MAX_VOXEL_BYTES is a setting to name, not a corrupt file (the readers' errors are)
     if ext == ".vti":
         read_vti_header(path)  # a clear message at once, before a child process starts
-    if ext in _READ_IN_CHILD:
+    if ext in _READ_IN_CHILD and not is_shipped_sample(path):  # a child costs 0.7 s: the app's start-up sample is trusted
         return run_reader(path, "vaereg_core.voxel_io:read_in_this_process", index, threshold)
     return read_in_this_process(path, index, threshold)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-from sklearn.decomposition import PCA
+
+if TYPE_CHECKING:  # scikit-learn (with SciPy) takes a second to import: the app's window needs this module before any map
+    from sklearn.decomposition import PCA
 
 MAP_STRUCTURES = 2000
 """Training structures a model's map shows: enough to see its clusters, about 2 minutes of encoding on 2 CPU cores."""
@@ -51,6 +53,8 @@ class LatentMap:
     @classmethod
     def fit(cls, latents: np.ndarray, properties: np.ndarray, property_names: tuple[str, ...], model_checksum: str = "") -> "LatentMap":
         """Fit the PCA (all components kept, so back-projection can be exact)."""
+        from sklearn.decomposition import PCA
+
         latents = np.asarray(latents, dtype=np.float64)
         pca = PCA(n_components=latents.shape[1]).fit(latents)
         return cls(pca, latents, np.asarray(properties, dtype=np.float64), tuple(property_names), pca.transform(latents)[:, :2], model_checksum)

@@ -1,0 +1,56 @@
+"""Start-up: the window and the first structure come before torch and the model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from app_helpers import TIMEOUT_MS, private_settings, small_structure
+
+from vaereg_core import voxel_io
+
+
+def test_the_window_modules_import_neither_torch_nor_scikit_learn():
+    """Seconds of imports that the first picture does not need (the model loads after it, on a worker)."""
+    code = "import sys, vaereg_studio.main_window, vaereg_studio.model_state as m; m.model_code_available(); print(sorted({'torch', 'sklearn'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.fixture
+def launched(qtbot, tmp_path, monkeypatch):
+    """``launch(["--model", tiny model, *args])``; the window is closed at teardown."""
+    from inverse_helpers import save_tiny_model
+
+    from vaereg_studio.__main__ import launch
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # launch installs its own
+    model = save_tiny_model(tmp_path / "tiny.pt")
+
+    def start(*args: str):
+        window = launch(["--model", str(model), *args], settings=private_settings(tmp_path))
+        qtbot.addWidget(window)
+        return window
+
+    return start
+
+
+@pytest.mark.gui
+def test_the_window_shows_the_structure_while_the_model_is_still_loading(qtbot, tmp_path, launched):
+    sample = voxel_io.write_voxels(tmp_path / "sample.npz", small_structure(19))
+    window = launched(str(sample))
+    model_when_shown = []
+    window.structureShown.connect(lambda structure: model_when_shown.append(window.model))
+    with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT_MS) as loaded:
+        pass
+    assert model_when_shown == [None]  # drawn first, with no model yet
+    assert window.structure.name == "sample.npz" and window.model is loaded.args[0] and loaded.args[0].file.checksum
+
+
+@pytest.mark.gui
+def test_the_model_loads_even_when_the_first_file_cannot_be_opened(qtbot, tmp_path, launched):
+    window = launched(str(tmp_path / "missing.npz"))
+    with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT_MS):
+        pass
+    assert window.structure is None and window.model is not None
