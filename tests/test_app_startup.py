@@ -54,3 +54,16 @@ def test_the_model_loads_even_when_the_first_file_cannot_be_opened(qtbot, tmp_pa
     with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT_MS):
         pass
     assert window.structure is None and window.model is not None
+
+
+@pytest.mark.gui
+def test_the_status_bar_names_the_model_and_its_material(qtbot, tmp_path, launched):
+    from PySide6.QtWidgets import QLabel
+
+    window = launched()
+    label = window.findChild(QLabel, "statusModel")
+    assert label.text() == "no model"
+    with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT_MS):
+        pass
+    assert label.text() == "tiny.pt · trained for hard E 120 GPa ν 0.30 / soft E 2.4 GPa ν 0.30"  # the paper's phases
+    assert "tiny.pt" in label.toolTip()

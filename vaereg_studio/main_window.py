@@ -157,8 +157,11 @@ class MainWindow(QMainWindow):
         self.busy.hide()
         self.vf_label = QLabel("")
         self.vf_label.setObjectName("statusVolumeFraction")
+        self.model_label = QLabel("no model")
+        self.model_label.setObjectName("statusModel")
         self.statusBar().addPermanentWidget(self.busy)
         self.statusBar().addPermanentWidget(self.vf_label)
+        self.statusBar().addPermanentWidget(self.model_label)
 
     def _action(self, text: str, slot: Callable[[], Any], shortcut: QKeySequence | str | None = None, tip: str = "") -> QAction:
         action = QAction(text, self)
@@ -358,6 +361,8 @@ class MainWindow(QMainWindow):
 
     def _model_set(self, loaded: LoadedModel | None) -> None:
         self._update_actions()
+        self.model_label.setText("no model" if loaded is None else model_state.status_text(loaded.model, loaded.path))
+        self.model_label.setToolTip("" if loaded is None else loaded.description)
         if loaded is not None:
             self.settings.set_last_dir("model", loaded.path)
             self.statusBar().showMessage(f"Model {loaded.path.name} loaded", 5000)

@@ -68,6 +68,13 @@ def describe(model: Any, path: Path) -> str:
     return "; ".join(parts) + "."
 
 
+def status_text(model: Any, path: Path) -> str:
+    """The status bar's line for a model: its file and the material it was trained for (phases E, ν)."""
+    from vaereg_core.physics.phases import describe as describe_material
+
+    return f"{path.name} · trained for {describe_material(model.material)}"
+
+
 def prediction_text(model: Any, voxels: np.ndarray) -> str:
     """The model's prediction for ``voxels`` as ``name = mean ± std GPa`` lines (worker thread)."""
     if voxels.shape != (model.grid,) * 3:
