@@ -100,7 +100,7 @@ def test_cli_evaluate_components_refuses_a_regression_only_model(tmp_path, capsy
 
 
 def test_cli_refit_prior_writes_a_model_whose_prior_fits_its_encoder_better(tmp_path, capsys):
-    from vaereg_core.model.evaluation import load_split
+    from vaereg_core.model.splits import load_split
     from vaereg_core.model.inference import load_model
     from vaereg_core.model.posteriors import encode_posteriors
 

@@ -17,7 +17,7 @@ from inverse_helpers import save_tiny_model, tiny_model  # noqa: E402
 from model_helpers import write_synthetic_dataset  # noqa: E402
 
 from vaereg_core.cli import main  # noqa: E402
-from vaereg_core.inverse.evaluation import (  # noqa: E402
+from vaereg_core.experiments.inverse_evaluation import (  # noqa: E402
     annealing_experiment,
     c11_targets,
     prior_candidates_experiment,
@@ -95,7 +95,7 @@ def test_cli_evaluate_inverse_end_to_end(tmp_path, capsys):
 def test_cli_evaluate_inverse_validates_with_the_datasets_solver_settings(tmp_path, monkeypatch):
     import h5py
 
-    import vaereg_core.inverse.evaluation as evaluation
+    import vaereg_core.experiments.inverse_evaluation as evaluation
 
     data = write_synthetic_dataset(tmp_path / "data.h5", with_voxels=False)
     with h5py.File(data, "r+") as f:

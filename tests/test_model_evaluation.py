@@ -12,7 +12,9 @@ from model_helpers import block_sockets, write_synthetic_dataset
 from vaereg_core.cli import main
 from vaereg_core.microstructure import Recipe
 from vaereg_core.model.config import named_config
-from vaereg_core.model.evaluation import HARD, SOFT, isotropic_stiffness, regression_metrics, voigt_reuss_hill
+from vaereg_core.experiments.forward_evaluation import voigt_reuss_hill
+from vaereg_core.model.metrics import regression_metrics
+from vaereg_core.physics.phases import DEFAULT_HARD, DEFAULT_SOFT
 from vaereg_core.model.training import train
 
 
@@ -32,7 +34,7 @@ def test_metrics():
 def test_voigt_reuss_hill():
     names = ("C11", "C22", "C33", "C12", "C13", "C23")
     b = voigt_reuss_hill(np.array([0.0, 0.3, 1.0]), names)
-    hard, soft = isotropic_stiffness(HARD, 0.3), isotropic_stiffness(SOFT, 0.3)
+    hard, soft = DEFAULT_HARD.stiffness(), DEFAULT_SOFT.stiffness()
     assert np.allclose(b["Voigt"][2, 0], hard[0, 0]) and np.allclose(b["Reuss"][0, 0], soft[0, 0])
     assert np.allclose(b["Voigt"][:, 3], b["Voigt"][:, 4])
     assert np.all(b["Voigt"][1, :3] > b["Hill"][1, :3]) and np.all(b["Hill"][1, :3] > b["Reuss"][1, :3])

@@ -6,7 +6,17 @@ A writer creates a temporary file beside its target, named
 so a reader sees the old file or the new one, never half of one. A writer
 killed mid-write (SIGKILL, power loss) leaves its temporary file behind: the
 process id in the name tells a later writer that its owner is dead, and
-:func:`remove_dead_writers_files` deletes it.
+:func:`remove_dead_writers_files` deletes it. :func:`atomic_paths` is the one
+way every writer of the project does this.
+
+Examples
+--------
+>>> import tempfile
+>>> target = Path(tempfile.mkdtemp()) / "notes.txt"
+>>> with atomic_paths(target) as (temp,):
+...     _ = temp.write_text("complete")
+>>> target.read_text(), [p.name for p in target.parent.iterdir()]
+('complete', ['notes.txt'])
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import contextlib
 import glob
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -38,6 +49,35 @@ def create_temp(target: Path) -> Path:
         except FileExistsError:
             continue
     raise FileExistsError(f"cannot create a temporary file beside {target}")
+
+
+@contextlib.contextmanager
+def atomic_paths(*targets: Path) -> Iterator[list[Path]]:
+    """Temporary paths beside the targets, flushed and renamed onto them, in order, when the block succeeds.
+
+    On any error before the first rename the temporary files are removed and
+    the targets are untouched. Once the first target is renamed the write is
+    committed: the remaining temporary files stay for a reader or the next
+    writer to finish it (see :mod:`vaereg_core.voxel_safety.pairs`). Each
+    temporary name keeps its target's extension, which some writers use to
+    pick the format. The targets' folders must exist.
+    """
+    temps: list[Path] = []
+    committed = False
+    try:
+        for target in targets:
+            temps.append(create_temp(target))
+        yield temps
+        for temp in temps:
+            fsync_file(temp)
+        for temp, target in zip(temps, targets):
+            os.replace(temp, target)
+            committed = True
+        fsync_folder(targets[0].parent)
+    finally:
+        if not committed:
+            for temp in temps:
+                temp.unlink(missing_ok=True)
 
 
 def temp_files(target: Path) -> list[tuple[Path, int]]:

@@ -28,7 +28,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from vaereg_core.atomic_files import create_temp, fsync_file, fsync_folder, remove_dead_writers_files
+from vaereg_core import atomic_files
+from vaereg_core.atomic_files import remove_dead_writers_files
 from vaereg_core.errors import CorruptVoxelFileError, NotBinaryError, VoxelFileError
 from vaereg_core.resources import is_shipped_sample
 from vaereg_core.voxel_safety import hdf5, headers, library_log, pairs
@@ -309,14 +310,10 @@ _READ_IN_CHILD = (".h5", ".hdf5", ".vti")
 
 @contextlib.contextmanager
 def atomic_paths(*targets: Path, overwrite: bool = False) -> Iterator[list[Path]]:
-    """Temporary paths in the targets' folders, renamed onto the targets, in order, on success.
+    """:func:`vaereg_core.atomic_files.atomic_paths` after the checks a user's export needs.
 
-    Refuses existing targets unless ``overwrite``; on any error before the
-    first rename the temporary files are removed and the targets are
-    untouched. Once the first target is renamed the write is committed: the
-    remaining temporary files stay for a reader or the next writer to finish
-    it (see :mod:`vaereg_core.voxel_safety.pairs`). Each temporary name keeps
-    its target's extension, which some writers use to pick the format.
+    Refuses existing targets unless ``overwrite``, folders, and folders that
+    are missing or not writable, each as a :class:`VoxelFileError` naming the file.
     """
     for target in targets:
         if target.exists() and not overwrite:
@@ -327,25 +324,11 @@ def atomic_paths(*targets: Path, overwrite: bool = False) -> Iterator[list[Path]
             raise VoxelFileError(target, f"folder {target.parent} does not exist")
         if not os.access(target.parent, os.W_OK):
             raise VoxelFileError(target, f"folder {target.parent} is not writable (permission denied)")
-    temps: list[Path] = []
-    committed = False
     try:
-        for target in targets:
-            try:
-                temps.append(create_temp(target))
-            except FileExistsError as exc:
-                raise VoxelFileError(target, str(exc)) from None
-        yield temps
-        for temp in temps:
-            fsync_file(temp)
-        for temp, target in zip(temps, targets):
-            os.replace(temp, target)
-            committed = True
-        fsync_folder(targets[0].parent)
-    finally:
-        if not committed:
-            for temp in temps:
-                temp.unlink(missing_ok=True)
+        with atomic_files.atomic_paths(*targets) as temps:
+            yield temps
+    except FileExistsError as exc:  # no free temporary name (never in practice)
+        raise VoxelFileError(targets[0], str(exc)) from None
 
 
 def write_voxels(

@@ -12,7 +12,6 @@ import numpy as np
 
 from vaereg_core.cli.arguments import (
     UsageError,
-    device,
     existing_file,
     existing_path,
     model_or_default,
@@ -23,6 +22,7 @@ from vaereg_core.cli.arguments import (
     positive_float,
     positive_int,
 )
+from vaereg_core.cli.settings import add_device, add_settings, settings_from
 from vaereg_core.inverse.annealing import AnnealSettings
 from vaereg_core.inverse.latent_map import MAP_STRUCTURES
 from vaereg_core.inverse.targets import Target, TargetError, parse_target
@@ -61,12 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="a voxel file (encoded), candidates.json[#LABEL] from `vaereg inverse`, comma-separated latent values, or 'random'",
     )
-    p.add_argument("--iterations", type=positive_int, default=AnnealSettings.iterations)
-    p.add_argument("--temperature", type=positive_float, default=AnnealSettings.start_temperature,
-                   help=f"start temperature (relative error units; default {AnnealSettings.start_temperature:g}, cooling to {AnnealSettings.end_temperature:g})")
-    p.add_argument("--step", type=positive_float, default=AnnealSettings.start_step,
-                   help=f"start proposal step (latent units; default {AnnealSettings.start_step:g}, shrinking to {AnnealSettings.end_step:g})")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    ends = AnnealSettings()
+    add_settings(p, AnnealSettings, help_overrides={
+        "start_temperature": f"start temperature, relative error units, cooling to {ends.end_temperature:g} or held below it",
+        "start_step": f"start proposal step, latent units, shrinking to {ends.end_step:g} or held below it",
+    })
     p.add_argument("--prior-weight", type=nonnegative_float, default=0.0, help="weight of the -log p(z|c) term (default 0)")
     p.add_argument("--forward", type=existing_path, help="separately trained regression-only model for the objective (default: the model's regressor)")
     p.add_argument("--no-validate", action="store_true", help="skip the physics check of the best state")
@@ -90,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--iterations", type=positive_int, default=200, help="annealing iterations per run (default 200, as the paper)")
     p.add_argument("--random-starts", type=nonnegative_int, default=5, help="random starts per target (default 5, as the paper)")
     p.add_argument("--forward", metavar="MODEL", type=existing_path, help="regression-only model that scores annealing states in (c) (default: the model's regressor)")
-    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_device(p)
     p.set_defaults(func=_evaluate_inverse)
 
     p = subparsers.add_parser(
@@ -143,7 +142,7 @@ def _prior_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=positive_int, default=3, help="initialisations per K (default 3)")
     p.add_argument("--steps", type=positive_int, default=3000, help="full-batch Adam steps per fit (default 3000)")
     p.add_argument("--max-structures", type=positive_int, metavar="N", help="encode at most N random structures per split (default: all)")
-    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_device(p)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -151,7 +150,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", nargs="+", required=True, metavar="NAME=GPa", help="e.g. C11=35 C22=30; unset properties are free")
     p.add_argument("--out", required=True, type=output_dir, help="output folder (created; existing files are not overwritten without --overwrite)")
     p.add_argument("--format", choices=VOXEL_FORMATS, default="vti", help="voxel file format (default vti)")
-    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_device(p)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--json", action="store_true", help="print the JSON summary instead of a table")
 
@@ -298,16 +297,14 @@ def _start_point(spec: str, model) -> np.ndarray:
 
 
 def _anneal_settings(args: argparse.Namespace) -> AnnealSettings:
-    """The schedule of ``refine``: a start below the default end is held constant, as the app does, and said."""
-    end_temperature = min(AnnealSettings.end_temperature, args.temperature)
-    end_step = min(AnnealSettings.end_step, args.step)
-    for option, start, default in (("--temperature", args.temperature, AnnealSettings.end_temperature), ("--step", args.step, AnnealSettings.end_step)):
+    """The schedule of ``refine`` (:meth:`AnnealSettings.from_controls`, as the app builds it); a start held constant is said."""
+    settings = settings_from(args, AnnealSettings)
+    defaults = AnnealSettings()
+    for option, start, default in (("--temperature", settings.start_temperature, defaults.end_temperature),
+                                   ("--step", settings.start_step, defaults.end_step)):
         if start < default:
             print(f"vaereg refine: note: {option} {start:g} is below the schedule's end {default:g}: held constant (no cooling)", file=sys.stderr)
-    return AnnealSettings(
-        iterations=args.iterations, start_temperature=args.temperature, end_temperature=end_temperature,
-        start_step=args.step, end_step=end_step, seed=args.seed,
-    )
+    return settings
 
 
 def _refine(args: argparse.Namespace) -> int:
@@ -320,7 +317,7 @@ def _refine(args: argparse.Namespace) -> int:
     forward = load_model(args.forward, args.device) if args.forward else None
     start = _start_point(args.start, model)
     settings = _anneal_settings(args)
-    with tqdm(total=args.iterations, unit="it", disable=args.json) as bar:
+    with tqdm(total=settings.iterations, unit="it", disable=args.json) as bar:
 
         def progress(i, n, current, best):
             bar.update(1)
@@ -349,96 +346,24 @@ def _refine(args: argparse.Namespace) -> int:
 
 
 def _evaluate_components(args: argparse.Namespace) -> int:
-    import time
+    from vaereg_core.experiments.components import evaluate_components
 
-    import torch
-
-    from vaereg_core.dataset.table import read_table
-    from vaereg_core.inverse.component_count import best_fits, component_study, with_generator, write_component_report
-    from vaereg_core.inverse.evaluation import c11_targets, prior_candidates_experiment, summarise_candidates, test_split_targets, write_results
-    from vaereg_core.model.evaluation import load_split
-    from vaereg_core.model.posteriors import mean_kl
-
-    if min(args.components) < 1:
-        raise ValueError("--components must be 1 or more")
-    start = time.perf_counter()
-    model, columns, train_properties, train, val = _encoded_splits(args)
-    config = model.file.config
-    print(f"encoded {len(train)} training and {len(val)} validation structures")
-    fits = component_study(train, val, config.model.generator_hidden, components=tuple(args.components), seeds=args.seeds, steps=args.steps)
-    for f in fits:
-        print(f"K = {f.components} seed {f.seed}: train KL {f.train_kl:.3f}, validation KL {f.val_kl:.3f}, {f.used} used")
-    results: dict = {"fits": [f.to_dict() for f in fits]}
-    if not args.no_physics:
-        test = load_split(args.data, "test", config, args.max_structures).properties[:, columns]
-        if model.property_names == ("C11",):
-            targets = [{"C11": v} for v in c11_targets(test[:, 0], count=args.targets)]
-        else:
-            targets = test_split_targets(test, model.property_names, count=args.targets)
-        solver_options = read_table(args.data).solver_options()
-        checks = []
-        for k, fit in best_fits(fits).items():
-            twin = {f"K = {k}": with_generator(model, fit.generator)}
-            checks += [
-                c.to_dict()
-                for c in prior_candidates_experiment(twin, targets, reference=train_properties, solver_options=solver_options, progress=print)
-            ]
-        results["candidates"] = checks
-        results["physics"] = {name.removeprefix("K = "): s for name, s in summarise_candidates(checks).items()}
-    results["setup"] = {
-        "model": f"{args.model} (trained with K = {config.model.components if config.model.prior == 'mixture' else 1}, {model.file.metadata.get('epoch', '?')} epochs)",
-        "data": f"{args.data}: {len(train)} training, {len(val)} validation structures ({config.train.subset})",
-        "posteriors": f"mean KL to the model's own prior on the validation split {mean_kl(model.network.generator, val):.2f} nats "
-        f"(what z tells beyond c), median posterior std {float(torch.exp(0.5 * val.log_var).median()):.2f}",
-        "fit": f"generator alone (Table 5 network, {config.model.generator_hidden} hidden units), full-batch Adam 5e-3, "
-        f"{args.steps} steps, {args.seeds} seeds per K; c = true properties; per K the seed of lowest training KL is decoded",
-        **({} if args.no_physics else {"physics": f"{len(targets)} targets from the test split; " + _describe_solver(solver_options)}),
-        "time": f"{time.perf_counter() - start:.0f} s",
-    }
-    report = write_component_report(results, args.out)
-    write_results(Path(args.out) / "results.json", results)
+    report = evaluate_components(
+        args.model, args.data, args.out, components=tuple(args.components), seeds=args.seeds, steps=args.steps,
+        targets=args.targets, physics=not args.no_physics, max_structures=args.max_structures, device=args.device,
+    )
     print(report)
     return 0
 
 
-def _encoded_splits(args: argparse.Namespace):
-    """Model, property columns, training properties (GPa) and train and validation posteriors of a refit command.
-
-    Each split is capped at ``--max-structures``.
-    """
-    from vaereg_core.model.config import ALL_PROPERTIES
-    from vaereg_core.model.evaluation import load_split
-    from vaereg_core.model.inference import load_model
-    from vaereg_core.model.posteriors import encode_posteriors
-
-    model = load_model(args.model, args.device)
-    if not model.is_generative:
-        raise ValueError(f"{args.model}: a regression-only model has no prior to refit")
-    columns = [ALL_PROPERTIES.index(n) for n in model.property_names]
-    train, val = (load_split(args.data, name, model.file.config, args.max_structures) for name in ("train", "val"))
-    posteriors = [encode_posteriors(model, split.voxels, split.properties[:, columns]) for split in (train, val)]
-    return model, columns, train.properties[:, columns], *posteriors
-
-
 def _refit_prior(args: argparse.Namespace) -> int:
-    import torch
-
-    from vaereg_core.inverse.component_count import best_fits, component_study, refitted_model_file
-    from vaereg_core.model.checkpoint import save_model
-    from vaereg_core.model.posteriors import mean_kl
+    from vaereg_core.inverse.component_count import refit_prior
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise ValueError(f"{out}: exists; pass --overwrite to replace it")
-    if args.components < 1:
-        raise ValueError("--components must be 1 or more")
-    model, _, _, train, val = _encoded_splits(args)
-    before = mean_kl(model.network.generator, val)
-    fits = component_study(train, val, model.file.config.model.generator_hidden, components=(args.components,), seeds=args.seeds, steps=args.steps)
-    fit = best_fits(fits)[args.components]
-    note = {"source": str(args.model), "data": str(args.data), "structures": len(train), "seeds": args.seeds, "steps": args.steps,
-            "val_kl_before": before}
-    save_model(out, refitted_model_file(model, fit, note), dtype=torch.float16)
+    fit, before = refit_prior(args.model, args.data, out, components=args.components, seeds=args.seeds, steps=args.steps,
+                              max_structures=args.max_structures, device=args.device)
     print(f"{out}: prior refitted with K = {fit.components}; validation KL {before:.3f} -> {fit.val_kl:.3f} nats "
           f"({fit.used} components used)")
     return 0
@@ -462,69 +387,13 @@ def _latent_map(args: argparse.Namespace) -> int:
     return 0
 
 
-def _describe_solver(options: dict) -> str:
-    """One line naming the solver settings the candidates were validated with."""
-    if not options:
-        return "FFT, the solver's default settings (the dataset records none), at the model's grid"
-    settings = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in options.items())
-    return f"FFT, {settings} (the dataset's settings), at the model's grid"
-
-
 def _evaluate_inverse(args: argparse.Namespace) -> int:
-    import platform
+    from vaereg_core.experiments.inverse_evaluation import evaluate_inverse
 
-    import torch
-
-    from vaereg_core.dataset.subsets import in_two_morphology
-    from vaereg_core.dataset.table import PROPERTY_NAMES, read_table
-    from vaereg_core.inverse.evaluation import c11_targets, run_experiments, write_report, write_results
-    from vaereg_core.model.inference import load_model
-
-    paths = [args.model, *args.compare]
-    models = {}
-    for path in paths:
-        model = load_model(path, args.device)
-        prior = model.file.config.model.prior
-        name = "Gaussian mixture" if prior == "mixture" else "Gaussian" if prior == "gaussian" else prior
-        models[name if name not in models else f"{name} ({Path(path).stem})"] = model
-    first = next(iter(models.values()))
-    forward = load_model(args.forward, args.device) if args.forward else None
-    if forward is not None and forward.property_names != first.property_names:
-        raise TargetError(f"{args.forward}: the forward model predicts {', '.join(forward.property_names)}, the model {', '.join(first.property_names)}")
-    table = read_table(args.data)
-    test, train = table.rows("test"), table.rows("train")
-    if first.file.config.train.subset == "two-morphology":
-        test, train = (rows[in_two_morphology(table.filter_index[rows])] for rows in (test, train))
-    columns = [PROPERTY_NAMES.index(n) for n in first.property_names]
-    properties = table.properties[test][:, columns].astype(np.float64)
-    reference = table.properties[train][:, columns].astype(np.float64)
-    if first.property_names == ("C11",):
-        c11 = args.c11 or c11_targets(properties[:, 0])
-        middle = len(c11) // 2
-        anneal = [{"C11": v} for v in c11[max(0, middle - args.anneal_targets // 2):][: args.anneal_targets]]
-    else:
-        from vaereg_core.inverse.evaluation import test_split_targets
-
-        c11 = args.c11
-        anneal = test_split_targets(properties, first.property_names, count=args.anneal_targets, seed=1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    solver_options = table.solver_options()
-    results = run_experiments(
-        models, args.experiments, c11=c11, test_properties=properties, anneal_targets=anneal, reference=reference,
-        iterations=args.iterations, random_starts=args.random_starts, forward=forward, solver_options=solver_options,
-        progress=print,
+    report = evaluate_inverse(
+        args.model, args.data, args.out, compare=tuple(args.compare), experiments=args.experiments, c11=args.c11,
+        anneal_targets=args.anneal_targets, iterations=args.iterations, random_starts=args.random_starts,
+        forward_path=args.forward, device=args.device,
     )
-    scorer = f"{args.forward} (Reg-only)" if args.forward else "the model's regressor"
-    results["setup"] = {
-        "models": ", ".join(f"{n}: {p} ({m.file.metadata.get('epoch', '?')} epochs)" for (n, m), p in zip(models.items(), paths)),
-        "data": f"{args.data} ({len(table)} structures; targets from {len(test)} test-split structures)",
-        "solver": _describe_solver(solver_options),
-        "hardware": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} torch threads, device {first.device}",
-        "annealing": f"{args.iterations} iterations, {args.random_starts} random starts (N(0, I)) vs each prior component mean; "
-        f"objective scored by {scorer}",
-        "time": f"{results['seconds']:.0f} s in all",
-    }
-    write_results(out / "results.json", results)
-    print(write_report(results, out))
+    print(report)
     return 0

@@ -116,7 +116,7 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vaereg_core.model.evaluation import evaluate_runs
+    from vaereg_core.experiments.forward_evaluation import evaluate_runs
 
     if args.out is None and (len(args.runs) > 1 or Path(args.runs[0]).is_file()):
         raise ValueError("--out is required when evaluating several runs or a model file")

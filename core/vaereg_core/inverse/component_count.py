@@ -14,7 +14,7 @@ Two measured criteria per K:
   encoder puts structures of a given stiffness better), with the number of
   components the fit actually uses;
 - the inverse error: each component mean decoded with the model's decoder and
-  validated by the solver (:func:`~vaereg_core.inverse.evaluation.prior_candidates_experiment`).
+  validated by the solver (:func:`~vaereg_core.experiments.inverse_evaluation.prior_candidates_experiment`).
 
 Here c is the structure's true property vector (standardised as the model
 does), as at inverse design, where c is the target.
@@ -26,9 +26,7 @@ import copy
 import dataclasses
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 
 from vaereg_core.model.checkpoint import ModelFile
@@ -147,52 +145,57 @@ def with_generator(model: LoadedModel, generator: MixtureGenerator) -> LoadedMod
     return twin
 
 
-def write_component_report(results: dict, folder: str | os.PathLike) -> Path:
-    """``report.md`` and ``components.png`` of a study.
+def encoded_splits(model_path: str | os.PathLike, data: str | os.PathLike, device: str = "auto", max_structures: int | None = None):
+    """Model, property columns, training properties (GPa) and train and validation posteriors, for refitting its prior.
 
-    ``results`` holds ``"setup"`` (free-form facts), ``"fits"`` (the
-    :meth:`ComponentFit.to_dict` of every fit) and optionally ``"physics"``
-    ({K: :func:`~vaereg_core.inverse.evaluation.summarise_candidates` entry}).
+    Each split is capped at ``max_structures`` random structures.
+
+    Raises
+    ------
+    ValueError
+        A regression-only model (it has no prior).
     """
-    import matplotlib
+    from vaereg_core.model.config import ALL_PROPERTIES
+    from vaereg_core.model.inference import load_model
+    from vaereg_core.model.posteriors import encode_posteriors
+    from vaereg_core.model.splits import load_split
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    model = load_model(model_path, device)
+    if not model.is_generative:
+        raise ValueError(f"{model_path}: a regression-only model has no prior to refit")
+    columns = [ALL_PROPERTIES.index(n) for n in model.property_names]
+    train, val = (load_split(data, name, model.file.config, max_structures) for name in ("train", "val"))
+    posteriors = [encode_posteriors(model, split.voxels, split.properties[:, columns]) for split in (train, val)]
+    return model, columns, train.properties[:, columns], *posteriors
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    fits = results["fits"]
-    ks = sorted({f["components"] for f in fits})
-    physics = {int(k): v for k, v in results.get("physics", {}).items()}
-    lines = ["# Number of mixture components K: the prior refitted on a trained encoder", ""]
-    lines += [f"- {k}: {v}" for k, v in results.get("setup", {}).items()]
-    lines += ["", "| K | train KL (best seed) | validation KL, mean ± std over seeds | components used | "
-              "physics error %, best component | top-weight component |", "|---|---|---|---|---|---|"]
-    for k in ks:
-        mine = [f for f in fits if f["components"] == k]
-        best = min(mine, key=lambda f: f["train_kl"])
-        val = np.array([f["val_kl"] for f in mine])
-        p = physics.get(k)
-        errors = f"{p['best component']:.1f} | {p['top-weight component']:.1f}" if p else "— | —"
-        lines.append(f"| {k} | {best['train_kl']:.3f} | {val.mean():.3f} ± {val.std():.3f} | {best['used']} | {errors} |")
-    fig, axes = plt.subplots(1, 2 if physics else 1, figsize=(10 if physics else 5, 4), squeeze=False)
-    for f in fits:
-        axes[0, 0].plot(f["components"], f["val_kl"], "o", color="tab:blue", alpha=0.5)
-        axes[0, 0].plot(f["components"], f["train_kl"], "x", color="tab:gray", alpha=0.5)
-    axes[0, 0].plot([], [], "o", color="tab:blue", label="validation")
-    axes[0, 0].plot([], [], "x", color="tab:gray", label="train")
-    axes[0, 0].set(xlabel="components K", ylabel="mean KL(q || p(z|c)) (nats)", xticks=ks, title="fit of the prior, every seed")
-    axes[0, 0].legend()
-    if physics:
-        pk = sorted(physics)
-        axes[0, 1].plot(pk, [physics[k]["best component"] for k in pk], "o-", label="best component")
-        axes[0, 1].plot(pk, [physics[k]["top-weight component"] for k in pk], "s--", label="top-weight component")
-        axes[0, 1].set(xlabel="components K", ylabel="mean physics error to target (%)", xticks=pk, title="decoded component means")
-        axes[0, 1].legend()
-    fig.tight_layout()
-    fig.savefig(folder / "components.png", dpi=110)
-    plt.close(fig)
-    lines += ["", "![KL and physics error against K](components.png)", ""]
-    report = folder / "report.md"
-    report.write_text("\n".join(lines))
-    return report
+
+def refit_prior(
+    model_path: str | os.PathLike,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    components: int,
+    seeds: int = 3,
+    steps: int = 3000,
+    max_structures: int | None = None,
+    device: str = "auto",
+) -> tuple[ComponentFit, float]:
+    """Write a copy of a model whose prior has ``components`` components, refitted to its encoder (float16 weights).
+
+    Returns
+    -------
+    (ComponentFit, float)
+        The chosen fit (lowest training KL of ``seeds``) and the validation KL of the model's own prior before.
+    """
+    from vaereg_core.model.checkpoint import save_model
+
+    if components < 1:
+        raise ValueError("--components must be 1 or more")
+    model, _, _, train, val = encoded_splits(model_path, data, device, max_structures)
+    before = mean_kl(model.network.generator, val)
+    fits = component_study(train, val, model.file.config.model.generator_hidden, components=(components,), seeds=seeds, steps=steps)
+    fit = best_fits(fits)[components]
+    note = {"source": str(model_path), "data": str(data), "structures": len(train), "seeds": seeds, "steps": steps,
+            "val_kl_before": before}
+    save_model(out, refitted_model_file(model, fit, note), dtype=torch.float16)
+    return fit, before

@@ -1,10 +1,19 @@
 """Inverse design with a trained model: mixture candidates, physics validation, refinement.
 
->>> model = load_model("resources/models/default.pt")                      # doctest: +SKIP
->>> target = parse_target("C11=35,C22=35", model.property_names, model.ranges)  # doctest: +SKIP
->>> found = candidates(model, target)                                       # doctest: +SKIP
->>> check = validate(found[0].voxels, target)                              # doctest: +SKIP
->>> refined = refine(model, target, found[0].z, AnnealSettings(iterations=100))  # doctest: +SKIP
+>>> from vaereg_core.inverse.targets import parse_target
+>>> from vaereg_core.model.inference import load_model
+>>> from vaereg_core.resources import default_model_path
+>>> model = load_model(default_model_path(), "cpu")
+>>> target = parse_target("C11=35,C22=35,C33=35,C12=10,C13=10,C23=10", model.property_names, model.ranges)
+>>> found = candidates(model, target)
+>>> found[0].weight >= found[-1].weight
+True
+>>> check = validate(found[0].voxels, target)
+>>> sorted(check.constants) == sorted(model.property_names)
+True
+>>> refined = refine(model, target, found[0].z, AnnealSettings(iterations=3), validate_best=False)
+>>> refined.anneal.best.value <= refined.anneal.trajectory[0].value
+True
 """
 
 from __future__ import annotations

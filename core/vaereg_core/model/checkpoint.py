@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vaereg_core.atomic_files import atomic_paths
 from vaereg_core.errors import ModelFileError, PhysicsError
 from vaereg_core.model.config import RunConfig
 from vaereg_core.model.networks import RegressionOnly, VAERegression
@@ -104,12 +105,8 @@ def save_model(path: str | os.PathLike, model: ModelFile, *, dtype: torch.dtype 
         "checksum": state_checksum(state),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_paths(path) as (temp,):
         torch.save(payload, temp)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
     return path
 
 

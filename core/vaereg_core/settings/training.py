@@ -7,7 +7,7 @@ Examples
 >>> TrainingSettings(epochs=0)
 Traceback (most recent call last):
 ...
-ValueError: training setting epochs must be at least 1, got 0
+vaereg_core.settings.fields.SettingError: training setting epochs must be at least 1, got 0
 """
 
 from __future__ import annotations

@@ -11,9 +11,8 @@ mean ± std, as in the paper's protocol (10 repeats there). Each generative
 run's decoder is checked too (:mod:`vaereg_core.model.reconstruction`): test
 structures against their reconstructions, with a figure.
 
-The Voigt/Reuss/Hill bounds are computed here from the phases of DESIGN.md
-section 2 (E = 120 / 2.4 GPa, ν = 0.3); :mod:`vaereg_core.physics` did not
-exist when this was written.
+The Voigt/Reuss/Hill estimates use the default phases of
+:mod:`vaereg_core.physics.phases` (E = 120 / 2.4 GPa, ν = 0.3).
 """
 
 from __future__ import annotations
@@ -42,64 +41,29 @@ from vaereg_core.dataset.table import read_table
 from vaereg_core.model.config import ALL_PROPERTIES, RunConfig
 from vaereg_core.model.inference import LoadedModel, load_model
 from vaereg_core.model.losses import lag_window, two_point_correlation
-from vaereg_core.model.reconstruction import ReconstructionQuality, reconstruction_figure, reconstruction_quality
+from vaereg_core.model.metrics import (
+    PAPER_RANGE,
+    PAPER_TABLE_1,
+    PAPER_TABLES_7_8,
+    regression_metrics,
+)
+from vaereg_core.model.reconstruction import (
+    ReconstructionQuality,
+    reconstruction_figure,
+    reconstruction_quality,
+)
+from vaereg_core.model.splits import Split, load_split
 from vaereg_core.model.training import RunFolderError
+from vaereg_core.physics.phases import DEFAULT_HARD, DEFAULT_SOFT, Phase
 
-PAPER_RANGE = (20.0, 80.0)  # GPa, of C11
-HARD, SOFT, POISSON = 120.0, 2.4, 0.3
 GPR_MAX_TRAIN = 2000  # exact GPR is O(n³): a random subset of the training split
 RECONSTRUCTION_COUNT, RECONSTRUCTION_SOLVED = 32, 8  # test structures spread over the split; those solved
 
-# The paper's figures (mean (std) over 10 random splits): Table 1 for C11 and Tables 7-8 for all six.
-PAPER_TABLE_1 = {  # C11, single-property models: MAPE %, R²
-    "V-R-H avg": ("46.66", "-"),
-    "2pt stats + reg": ("6.79", "-"),
-    "VAE + GPR": ("7.23 (0.15)", "0.97"),
-    "Reg-only": ("3.69 (0.17)", "0.99"),
-    "VAE-Reg": ("3.50 (0.24)", "0.99"),
-}
-PAPER_TABLES_7_8 = {  # six-property models: MAPE % per property
-    "VAE + LIN": ("14.25", "14.65", "12.87", "19.45", "18.96", "17.08"),
-    "VAE + GPR": ("7.23", "6.97", "6.84", "8.17", "7.91", "8.04"),
-    "VAE + SVR": ("6.76", "6.56", "6.43", "7.59", "7.36", "7.58"),
-    "Reg-only": ("4.27", "4.16", "4.15", "5.82", "5.78", "6.00"),
-    "VAE-Reg": ("3.99", "3.77", "3.82", "5.48", "5.33", "5.35"),
-}
-
-
-def regression_metrics(true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """MAPE (%), MASE (% of the mean value, Yang et al. 2018) and R² of one property.
-
-    Examples
-    --------
-    >>> m = regression_metrics(np.array([10.0, 20.0]), np.array([11.0, 18.0]))
-    >>> round(m["MAPE"], 6), round(m["MASE"], 6)
-    (10.0, 10.0)
-    """
-    true, predicted = np.asarray(true, np.float64), np.asarray(predicted, np.float64)
-    error = predicted - true
-    total = np.sum((true - true.mean()) ** 2)
-    return {
-        "MAPE": float(100 * np.mean(np.abs(error) / np.abs(true))),
-        "MASE": float(100 * np.mean(np.abs(error)) / np.mean(np.abs(true))),
-        "R2": float(1 - np.sum(error**2) / total) if total > 0 else float("nan"),
-    }
-
-
-def isotropic_stiffness(young: float, poisson: float) -> np.ndarray:
-    """6×6 Voigt stiffness of an isotropic phase (GPa)."""
-    lam = young * poisson / ((1 + poisson) * (1 - 2 * poisson))
-    mu = young / (2 * (1 + poisson))
-    c = np.zeros((6, 6))
-    c[:3, :3] = lam
-    c[np.arange(3), np.arange(3)] += 2 * mu
-    c[np.arange(3, 6), np.arange(3, 6)] = mu
-    return c
-
-
-def voigt_reuss_hill(volume_fraction: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+def voigt_reuss_hill(
+    volume_fraction: np.ndarray, names: tuple[str, ...], hard_phase: Phase = DEFAULT_HARD, soft_phase: Phase = DEFAULT_SOFT
+) -> dict[str, np.ndarray]:
     """Voigt, Reuss and Hill estimates of the named constants from the hard-phase volume fraction, (N, P) each."""
-    hard, soft = isotropic_stiffness(HARD, POISSON), isotropic_stiffness(SOFT, POISSON)
+    hard, soft = hard_phase.stiffness(), soft_phase.stiffness()
     phi = np.asarray(volume_fraction, np.float64)[:, None, None]
     voigt = phi * hard + (1 - phi) * soft
     reuss = np.linalg.inv(phi * np.linalg.inv(hard) + (1 - phi) * np.linalg.inv(soft))
@@ -143,35 +107,6 @@ def latent_regressors() -> dict[str, object]:
         "GPR": make_pipeline(StandardScaler(), GaussianProcessRegressor(kernel, normalize_y=True, random_state=0)),
         "SVR": make_pipeline(StandardScaler(), MultiOutputRegressor(SVR(C=10.0, epsilon=0.01))),
     }
-
-
-@dataclass
-class Split:
-    """The structures and properties of one split, all six constants in GPa."""
-
-    voxels: np.ndarray | None
-    properties: np.ndarray
-    volume_fraction: np.ndarray
-
-
-def load_split(
-    data: str | os.PathLike, split: str, config: RunConfig, max_structures: int | None = None, seed: int = 0, *, voxels: bool = True
-) -> Split:
-    """Read a split of the dataset file as the run saw it (subset, split seed).
-
-    ``max_structures`` keeps a random subset of that many (drawn with ``seed``,
-    in dataset order), so big splits need not be materialised whole. Without
-    ``voxels`` only the properties are read (``Split.voxels`` is None).
-    """
-    from vaereg_core.dataset import MicrostructureDataset
-
-    t = config.train
-    ds = MicrostructureDataset(data, split, ALL_PROPERTIES, subset=t.subset, split_seed=t.split_seed)
-    rows = np.arange(len(ds))
-    if max_structures is not None and max_structures < rows.size:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, max_structures, replace=False))
-    stack = np.stack([ds.voxels(int(i)) for i in rows]).astype(np.uint8) if voxels else None
-    return Split(stack, ds.properties.numpy().astype(np.float64)[rows], ds.table.volume_fraction[ds.rows][rows])
 
 
 @dataclass

@@ -358,3 +358,92 @@ __all__ = [
     "write_report",
     "write_results",
 ]
+
+
+def describe_solver(options: dict) -> str:
+    """One line naming the solver settings the candidates were validated with."""
+    if not options:
+        return "FFT, the solver's default settings (the dataset records none), at the model's grid"
+    settings = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in options.items())
+    return f"FFT, {settings} (the dataset's settings), at the model's grid"
+
+
+def evaluate_inverse(
+    model_path: str | os.PathLike,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    compare: tuple = (),
+    experiments: str = "ac",
+    c11: list[float] | None = None,
+    anneal_targets: int = 3,
+    iterations: int = 200,
+    random_starts: int = 5,
+    forward_path: str | os.PathLike | None = None,
+    device: str = "auto",
+    progress: Callable[[str], None] = print,
+) -> Path:
+    """``vaereg evaluate-inverse``: the experiments for a model (and ``compare`` models); returns the report's path.
+
+    Targets come from the dataset's test split (the two-morphology part for a
+    model trained on it); candidates are validated with the dataset's solver
+    settings. Writes ``results.json`` and ``report.md`` with plots into ``out``.
+
+    Raises
+    ------
+    TargetError
+        A forward model that predicts other constants than the model.
+    """
+    import platform
+
+    import torch
+
+    from vaereg_core.dataset.subsets import in_two_morphology
+    from vaereg_core.dataset.table import PROPERTY_NAMES, read_table
+    from vaereg_core.inverse.targets import TargetError
+    from vaereg_core.model.inference import load_model
+
+    paths = [model_path, *compare]
+    models = {}
+    for path in paths:
+        model = load_model(path, device)
+        prior = model.file.config.model.prior
+        name = "Gaussian mixture" if prior == "mixture" else "Gaussian" if prior == "gaussian" else prior
+        models[name if name not in models else f"{name} ({Path(path).stem})"] = model
+    first = next(iter(models.values()))
+    forward = load_model(forward_path, device) if forward_path else None
+    if forward is not None and forward.property_names != first.property_names:
+        raise TargetError(f"{forward_path}: the forward model predicts {', '.join(forward.property_names)}, the model {', '.join(first.property_names)}")
+    table = read_table(data)
+    test, train = table.rows("test"), table.rows("train")
+    if first.file.config.train.subset == "two-morphology":
+        test, train = (rows[in_two_morphology(table.filter_index[rows])] for rows in (test, train))
+    columns = [PROPERTY_NAMES.index(n) for n in first.property_names]
+    properties = table.properties[test][:, columns].astype(np.float64)
+    reference = table.properties[train][:, columns].astype(np.float64)
+    if first.property_names == ("C11",):
+        c11 = c11 or c11_targets(properties[:, 0])
+        middle = len(c11) // 2
+        anneal = [{"C11": v} for v in c11[max(0, middle - anneal_targets // 2):][:anneal_targets]]
+    else:
+        anneal = test_split_targets(properties, first.property_names, count=anneal_targets, seed=1)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    solver_options = table.solver_options()
+    results = run_experiments(
+        models, experiments, c11=c11, test_properties=properties, anneal_targets=anneal, reference=reference,
+        iterations=iterations, random_starts=random_starts, forward=forward, solver_options=solver_options,
+        progress=progress,
+    )
+    scorer = f"{forward_path} (Reg-only)" if forward_path else "the model's regressor"
+    results["setup"] = {
+        "models": ", ".join(f"{n}: {p} ({m.file.metadata.get('epoch', '?')} epochs)" for (n, m), p in zip(models.items(), paths)),
+        "data": f"{data} ({len(table)} structures; targets from {len(test)} test-split structures)",
+        "solver": describe_solver(solver_options),
+        "hardware": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} torch threads, device {first.device}",
+        "annealing": f"{iterations} iterations, {random_starts} random starts (N(0, I)) vs each prior component mean; "
+        f"objective scored by {scorer}",
+        "time": f"{results['seconds']:.0f} s in all",
+    }
+    write_results(out / "results.json", results)
+    return write_report(results, out)
