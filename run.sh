@@ -2,7 +2,7 @@
 # Set up VAEReg Studio on a fresh Debian/Ubuntu machine (once) and run it.
 #
 #   ./run.sh app [FILE]        launch the app (bundled default model and sample)
-#   ./run.sh test [PYTEST...]  run the whole test suite (GUI tests under Xvfb)
+#   ./run.sh test [PYTEST...]  run the whole test suite (GUI tests under Xvfb, the engine's doctests too)
 #
 # Idempotent: system packages are installed only when missing, and the
 # virtual environment (.venv) is reused until pyproject.toml changes.
