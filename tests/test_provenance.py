@@ -40,7 +40,7 @@ def test_an_exported_candidate_reads_as_a_table(exported):
     assert table["Target (GPa)"].value == "C11 40, C22 40, C33 40, C12 15, C13 15, C23 15"
     assert table["Candidate"].value.startswith(f"k1: mean of mixture component 1, weight π {metadata['weight']:.4g}")
     predicted = metadata["predicted_GPa"]
-    assert table["Predicted by the model (GPa)"].value.startswith(f"C11 {predicted['C11']:.4g} ± {metadata['predicted_std_GPa']['C11']:.4g}, C22 ")
+    assert table["Predicted by the model (GPa)"].value.startswith(f"C11 {predicted['C11']:.4g} ± {metadata['predicted_std_GPa']['C11']:.2g}, C22 ")
     validation = metadata["validation"]
     assert table["Solver result (GPa)"].value.startswith(f"C11 {validation['constants_GPa']['C11']:.4g}, ")
     assert table["Error to target"].value.startswith(f"{100 * validation['mean_relative_error']:.1f} % mean (C11 ")

@@ -233,6 +233,7 @@ class ProvenanceTable(QWidget):
         super().__init__(parent)
         self.form = QFormLayout(self)
         self.form.setContentsMargins(0, 0, 0, 0)
+        self.form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)  # values get the dock's whole width
         self.rows: list[ProvenanceRow] = []
         self.set_rows([])
 
@@ -246,6 +247,7 @@ class ProvenanceTable(QWidget):
         for row in self.rows:
             value = QLabel(row.value)
             value.setWordWrap(True)
+            value.setIndent(8)
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             if row.copy is None:
                 self.form.addRow(row.quantity, value)

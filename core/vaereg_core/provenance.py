@@ -73,10 +73,10 @@ def percent(fraction: Any) -> str:
 
 
 def constants(values: Mapping[str, Any], std: Mapping[str, Any] | None = None) -> str:
-    """``C11 28.6, C22 27.9`` (with ``± std`` where given)."""
+    """``C11 28.6, C22 27.9`` (with ``± 1.2`` where a standard deviation is given)."""
     parts = []
     for name, value in values.items():
-        spread = "" if not std or name not in std else f" ± {number(std[name])}"
+        spread = "" if not std or name not in std else f" ± {float(std[name]):.2g}"  # two digits of a spread are all it has
         parts.append(f"{name} {number(value)}{spread}")
     return ", ".join(parts)
 
