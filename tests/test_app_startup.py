@@ -7,7 +7,6 @@ import sys
 
 import pytest
 from app_helpers import TIMEOUT_MS, private_settings, small_structure
-
 from vaereg_core import voxel_io
 
 

@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from vaereg_core.provenance import model_identity, provenance_rows, solver_line
 from vaereg_core.voxel_io import read_voxel_file
 

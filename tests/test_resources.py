@@ -98,3 +98,22 @@ def test_the_shipped_samples_are_read_in_process_and_other_files_in_a_child(tmp_
     np.testing.assert_array_equal(voxel_io.read_voxels(copy), shipped)
     assert children == [copy]
     assert not is_shipped_sample(resources_dir() / "samples" / ".." / "models" / "DEFAULT")
+
+
+def test_vaereg_latent_map_stores_a_map_bound_to_the_model(tmp_path):
+    import subprocess
+    import sys
+
+    from inverse_helpers import save_tiny_model
+    from model_helpers import write_synthetic_dataset
+    from vaereg_core.inverse.latent_map import LatentMap, map_path
+    from vaereg_core.model.checkpoint import load_model_file
+
+    model = save_tiny_model(tmp_path / "tiny.pt")
+    data = write_synthetic_dataset(tmp_path / "synthetic.h5")
+    r = subprocess.run([sys.executable, "-m", "vaereg_core.cli", "latent-map", "--model", str(model), "--data", str(data), "--structures", "10"],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    stored = LatentMap.load(map_path(model))
+    assert len(stored.latents) == 10 and stored.model_checksum == load_model_file(model).checksum != ""
+    assert f"{map_path(model)}: 10 structures" in r.stdout
