@@ -1,4 +1,4 @@
-"""Where a dataset's structures are computed: in this process, on a Dask ``LocalCluster``, or on a running cluster.
+"""Pipeline tasks on Dask: a ``LocalCluster`` of worker processes, or a running cluster's workers.
 
 The client submits one task per structure and hands each result, as it
 arrives, to the caller, who commits it (the build's resumable table writer).
@@ -15,6 +15,7 @@ import os
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
+import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 from distributed.scheduler import KilledWorker
 
@@ -23,6 +24,10 @@ from vaereg_core.parent_death import die_with_parent
 
 CONNECT_TIMEOUT_S = 5.0
 """How long to try to reach a scheduler before giving up."""
+
+
+WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ": {}, "distributed.worker.profile.enabled": False}
+"""Dask settings of the LocalCluster's workers (see :func:`compute_client`)."""
 
 
 class SchedulerError(VaeRegError):
@@ -73,9 +78,13 @@ def compute_client(workers: int = 1, scheduler: str | None = None) -> Iterator[C
         with client:
             yield client
         return
-    cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
-    )
+    # Workers inherit this process's environment, so they compute as the build's own process (and the old
+    # process pool) did (Dask's defaults pin BLAS to one thread and trim malloc eagerly), and without
+    # Dask's statistical profiler, whose thread takes the GIL every 10 ms from the solver's Python loop.
+    with dask.config.set(WORKER_CONFIG):
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        )
     with cluster, Client(cluster, set_as_default=False) as client:
         client.register_plugin(_DieWithClient(os.getpid()))
         yield client
