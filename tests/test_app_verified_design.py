@@ -19,6 +19,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from vaereg_core import voxel_io
+from vaereg_core.inverse.verified import DesignSettings
 
 pytest.importorskip("vaereg_core.model.inference")
 from inverse_helpers import save_tiny_model  # noqa: E402
@@ -63,7 +64,9 @@ def wait_for_children(timeout_s: float = 30.0) -> None:
 
 def test_design_gives_verified_cards_on_the_map_and_exports_them(qtbot, tmp_path, window, monkeypatch):
     panel, box = window.target_panel, window.target_panel.design_box
-    assert box.seconds.value() == 60 and box.alternatives.value() == 2  # the defaults
+    defaults = DesignSettings()  # the settings schema's, as for vaereg design
+    assert box.seconds.value() == defaults.seconds and box.alternatives.value() == defaults.alternatives
+    box.alternatives.setValue(2)
     set_c11(qtbot, window, 30.0)
     assert box.feasibility_label.text().startswith("Feasibility: ")
     threads: list[int] = []

@@ -175,8 +175,9 @@ def test_nothing_runs_after_close(runner):
 
 
 def designed_session(session: DesignSession, runner: TaskRunner) -> DesignSession:
-    """``session`` with a target, two validated candidates, one design run and one annealing run."""
+    """``session`` with a target and its verdict, two validated candidates, one design run and one annealing run."""
     session.set_target(parse_target({"C11": 30.0}, session.model.model.property_names))
+    session.assess()
     session.find_candidates(0, 5)
     runner.wait_idle(TIMEOUT_S)
     session.validate_all()
@@ -203,7 +204,7 @@ def test_save_and_reopen_restore_the_same_session(session, runner, tmp_path):
     runner.wait_idle(TIMEOUT_S)
     assert len(restored) == 1 and again.model.checksum == session.model.checksum
 
-    assert again.target.as_dict() == session.target.as_dict()
+    assert again.target.as_dict() == session.target.as_dict() and again.verdict == session.verdict
     assert [e.label for e in again.candidates] == [e.label for e in session.candidates]
     for a, b in zip(again.candidates, session.candidates):
         np.testing.assert_array_equal(a.found.candidate.voxels, b.found.candidate.voxels)
@@ -301,9 +302,17 @@ def test_a_pickled_array_is_refused(tmp_path):
 def test_a_session_of_a_missing_model_says_which(runner, tmp_path):
     session = DesignSession(runner)
     errors = record(session.events.error)
-    empty = {"target": None, "search_seed": 0, "candidates": [], "design_runs": [], "anneal_runs": [], "view_options": {}}
+    empty = {"target": None, "verdict": None, "search_seed": 0, "candidates": [], "design_runs": [], "anneal_runs": [], "view_options": {}}
     path = write_session(tmp_path / "s.vaeregsession", SessionDocument(small_document().model, empty))
     session.open(path)
     runner.wait_idle(TIMEOUT_S)
     assert len(errors) == 1 and errors[0][0] == "Cannot open the session s.vaeregsession."
     assert "made with the model m.pt" in str(errors[0][1]) and "open that model first" in str(errors[0][1])
+
+
+def test_a_session_without_its_records_is_damaged(runner, tmp_path):
+    session = DesignSession(runner)
+    errors = record(session.events.error)
+    session.open(write_session(tmp_path / "s.vaeregsession", small_document()))
+    runner.wait_idle(TIMEOUT_S)
+    assert "damaged session: no anneal_runs, candidates, design_runs, search_seed, verdict" in str(errors[0][1])

@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -33,9 +32,9 @@ from vaereg_studio.design_state import FoundCandidate
 from vaereg_studio.design_worker import DesignOutcome, FoundDesign, design_metadata, feasibility
 from vaereg_studio.session import DesignSession, TaskRunner
 from vaereg_studio.session.records import DesignRun
+from vaereg_studio.setting_controls import spin_boxes
 from vaereg_studio.settings import AppSettings
 
-DESIGN_DEFAULTS = {"seconds": 60, "alternatives": 2}
 FEASIBILITY_DELAY_MS = 250  # the target settles (a slider drag) before it is assessed
 VERIFIED_STYLE = "color: #1b7f3b; font-weight: bold;"
 VERDICT_STYLES = {"achievable": "color: #1b7f3b;", "outside the data": WARNING_STYLE, IMPOSSIBLE: ERROR_STYLE}
@@ -108,18 +107,13 @@ class DesignBox(QGroupBox):
         self._drawing = 0  # cards of an older run (or model) stop being drawn
         layout = QVBoxLayout(self)
         controls = QHBoxLayout()
-        controls.addWidget(QLabel("Budget"))
-        self.seconds = QSpinBox()
+        boxes = spin_boxes(DesignSettings, ("seconds", "alternatives"))
+        self.seconds, self.alternatives = boxes["seconds"], boxes["alternatives"]
         self.seconds.setObjectName("designSeconds")
-        self.seconds.setRange(5, 3600)
-        self.seconds.setSuffix(" s")
-        self.seconds.setToolTip("Wall-time budget of the run, the final solves included")
+        self.alternatives.setObjectName("designAlternatives")
+        controls.addWidget(QLabel("Budget"))
         controls.addWidget(self.seconds)
         controls.addWidget(QLabel("Alternatives"))
-        self.alternatives = QSpinBox()
-        self.alternatives.setObjectName("designAlternatives")
-        self.alternatives.setRange(1, 8)
-        self.alternatives.setToolTip("Designs of different morphology to return (fewer when the run finds fewer)")
         controls.addWidget(self.alternatives)
         controls.addStretch(1)
         self.button = QPushButton("Design")
@@ -153,7 +147,7 @@ class DesignBox(QGroupBox):
         events.feasibility.connect(self._assessed)
         events.design_finished.connect(self._run_finished)
         events.restored.connect(self._restored)
-        stored = settings.group_values("verified_design", DESIGN_DEFAULTS)
+        stored = settings.group_values("verified_design", {"seconds": self.seconds.value(), "alternatives": self.alternatives.value()})
         self.seconds.setValue(stored["seconds"])
         self.alternatives.setValue(stored["alternatives"])
         self.seconds.valueChanged.connect(self._save_values)

@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -41,9 +40,9 @@ from vaereg_core.inverse.targets import Target, TargetError
 from vaereg_studio.design_state import RunOutcome, RunProgress, refinement_metadata
 from vaereg_studio.dialogs import describe_exception
 from vaereg_studio.session import DesignSession, TaskRunner
-from vaereg_studio.session.records import AnnealRecord, DesignRun, LoadedModel, MapState
+from vaereg_studio.session.records import AnnealRecord, DesignRun, LoadedModel, MapState, model_description
+from vaereg_studio.setting_controls import spin_boxes
 from vaereg_studio.settings import AppSettings
-from vaereg_studio.target_panel import model_description
 
 # Progress is read at most 10 times a second, however fast a run goes: with
 # OpenGL views in the window every repaint composes the whole window, ~40 ms
@@ -51,7 +50,7 @@ from vaereg_studio.target_panel import model_description
 POLL_MS = 100
 RUN_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
 DESIGN_COLOUR = "#1b7f3b"  # the verified designs' green, as on their cards
-ANNEAL_DEFAULTS: dict[str, Any] = {"iterations": 200, "temperature": 0.05, "step": 0.5, "seed": 0, "prior_weight": 0.0, "colour_by": ""}
+ANNEAL_FIELDS = ("iterations", "start_temperature", "start_step", "seed")  # the controls' settings (the schema's defaults and ranges)
 
 
 @dataclass
@@ -293,12 +292,8 @@ class LatentPanel(QWidget):
         self.start_combo.setToolTip("Start from a candidate of the target panel or from the last clicked map point")
         grid.addWidget(QLabel("Start from"), 0, 0)
         grid.addWidget(self.start_combo, 0, 1, 1, 3)
-        self.iterations = QSpinBox()
-        self.iterations.setRange(1, 100_000)
-        self.temperature = _double(1e-5, 10.0, 5, "Start temperature in units of the relative error (0.05 = 5 %)")
-        self.step = _double(1e-3, 10.0, 3, "Start standard deviation of the Gaussian proposals (latent units)")
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
+        boxes = spin_boxes(AnnealSettings, ANNEAL_FIELDS)
+        self.iterations, self.temperature, self.step, self.seed = (boxes[name] for name in ANNEAL_FIELDS)
         self.prior_weight = _double(0.0, 100.0, 3, "Weight of the prior log-density term (0: none); keeps the search where the model has seen data")
         self.start_button = QPushButton("Start run")
         self.start_button.setObjectName("startRun")
@@ -324,7 +319,10 @@ class LatentPanel(QWidget):
         body.addWidget(scroll)
         layout.addWidget(self.body, 1)
 
-        stored = self.settings.group_values("anneal", ANNEAL_DEFAULTS)
+        stored = self.settings.group_values("anneal", {
+            "iterations": self.iterations.value(), "temperature": self.temperature.value(), "step": self.step.value(),
+            "seed": self.seed.value(), "prior_weight": 0.0, "colour_by": "",
+        })  # the schema's defaults, where nothing is stored yet
         self.iterations.setValue(stored["iterations"])
         self.temperature.setValue(stored["temperature"])
         self.step.setValue(stored["step"])
@@ -523,10 +521,8 @@ class LatentPanel(QWidget):
             return None
         start, z = self.start_combo.currentData()
         try:
-            settings = AnnealSettings(
-                iterations=self.iterations.value(), start_temperature=self.temperature.value(),
-                end_temperature=min(5e-4, self.temperature.value()), start_step=self.step.value(),
-                end_step=min(0.02, self.step.value()), seed=self.seed.value(),
+            settings = AnnealSettings.from_controls(
+                iterations=self.iterations.value(), start_temperature=self.temperature.value(), start_step=self.step.value(), seed=self.seed.value(),
             )
         except ValueError as exc:
             errors.emit("These annealing settings cannot run.", exc)

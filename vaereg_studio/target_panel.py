@@ -34,9 +34,8 @@ from vaereg_core.inverse.targets import Target, TargetError, parse_target
 from vaereg_studio.candidate_card import CARD_WIDTH, ERROR_STYLE, WARNING_STYLE, CandidateCard
 from vaereg_studio.design_panel import DesignBox
 from vaereg_studio.design_state import TrainingData, candidate_metadata
-from vaereg_studio.model_state import no_model_reason
 from vaereg_studio.session import DesignSession, TaskRunner
-from vaereg_studio.session.records import CandidateEntry, LoadedModel
+from vaereg_studio.session.records import CandidateEntry, LoadedModel, model_description
 from vaereg_studio.settings import AppSettings
 
 SLIDER_STEPS = 1000
@@ -445,11 +444,6 @@ def extrapolation_text(target: Target, ranges: dict[str, tuple[float, float]]) -
     values = target.as_dict()
     parts = [f"{n} = {values[n]:g} GPa (data: {ranges[n][0]:.1f}–{ranges[n][1]:.1f})" for n in target.extrapolated]
     return "⚠ Extrapolation: " + "; ".join(parts) + ". The model has not seen such structures; check candidates with Validate."
-
-
-def model_description(loaded: LoadedModel | None) -> str:
-    """The panels' first line about the model: what it is, or why there is none."""
-    return f"Model: {loaded.description}" if loaded is not None else no_model_reason()
 
 
 def _float(value: Any, default: float) -> float:

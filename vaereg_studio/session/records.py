@@ -15,6 +15,7 @@ from vaereg_core.inverse.latent_map import LatentMap
 from vaereg_core.inverse.targets import Target
 from vaereg_core.inverse.verified import DesignSettings
 from vaereg_studio.design_state import FoundCandidate, RunOutcome, RunProgress, TrainingData
+from vaereg_studio.model_state import no_model_reason
 from vaereg_studio.design_worker import DesignOutcome
 
 
@@ -51,6 +52,11 @@ class LoadedModel:
     def is_generative(self) -> bool:
         """Whether it has a latent space and a prior (regression-only models have neither)."""
         return bool(getattr(self.model, "is_generative", False))
+
+
+def model_description(loaded: LoadedModel | None) -> str:
+    """The panels' first line about the model: what it is, or why there is none."""
+    return f"Model: {loaded.description}" if loaded is not None else no_model_reason()
 
 
 @dataclass

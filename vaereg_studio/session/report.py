@@ -37,7 +37,7 @@ def session_report(session: DesignSession) -> DesignReport:
             d, c = found.design, found.candidate
             entries.append(ReportEntry(
                 c.label, "verified design", c.voxels, _predicted(c.property_names, c.predicted, c.predicted_std), dict(d.constants),
-                [f"verified by the solver ({solver_text(d.solver)})", f"found by the design loop's {d.state.origin}"],
+                [f"verified by the solver ({solver_text(d.solver)})", f"proposed as {d.state.origin} (chain {d.state.chain})"],
             ))
     for entry in session.candidates:
         if entry.target.as_dict() != same:

@@ -47,6 +47,9 @@ from vaereg_studio.structure import Structure
 MAP_STRUCTURES = 2000
 """Training structures encoded for the latent map."""
 
+CONTENT_KEYS = frozenset({"target", "verdict", "search_seed", "candidates", "design_runs", "anneal_runs", "view_options"})
+"""What a saved session holds (:meth:`DesignSession.document`)."""
+
 
 class SessionEvents(SignalGroup):
     """What a session announces; each signal carries the new value (or the record that changed)."""
@@ -358,7 +361,7 @@ class DesignSession:
              "status": r.status, "refinement": r.outcome.refinement, "validation": r.outcome.validation}
             for r in self.anneal_runs if r.outcome is not None
         ]
-        content = {"target": self.target, "search_seed": self.search_seed, "candidates": candidates, "design_runs": designs,
+        content = {"target": self.target, "verdict": self.verdict, "search_seed": self.search_seed, "candidates": candidates, "design_runs": designs,
                    "anneal_runs": runs, "view_options": self.view_options.to_dict()}
         return SessionDocument({"name": m.path.name, "checksum": m.checksum, "path": str(m.path)}, content)
 
@@ -405,7 +408,7 @@ class DesignSession:
         for key in ("candidates", "design"):
             self.runner.cancel(key)
         self._drop_candidates()
-        self.target, self.verdict, self.search_seed = content["target"], None, content["search_seed"]
+        self.target, self.verdict, self.search_seed = content["target"], content["verdict"], content["search_seed"]
         self.candidates = content["candidates"]
         self.design_runs = content["design_runs"]
         for record in self.anneal_runs:
@@ -433,6 +436,8 @@ def _read_session_content(path: Path) -> tuple[SessionDocument, dict[str, Any]]:
     """Read a session file and rebuild its records with the cards' surfaces (worker thread)."""
     document = read_session(path)
     c = document.content
+    if not isinstance(c, dict) or (missing := CONTENT_KEYS - set(c)):
+        raise SessionFileError(path, f"damaged session: no {', '.join(sorted(missing)) if isinstance(c, dict) else 'content'}")
     try:
         candidates = [
             CandidateEntry(FoundCandidate(e["candidate"], thumbnail_mesh(e["candidate"].voxels)), e["target"], e["seed"], e["validation"], e["status"])

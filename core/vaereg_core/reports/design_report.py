@@ -127,7 +127,7 @@ def report_html(report: DesignReport) -> str:
         parts.append(_entry_html(entry, goals))
     parts += [
         "<h2>Provenance</h2>",
-        _table(["", ""], [[k, v] for k, v in report.provenance.items()], header=False),
+        _table(["", ""], [[k, v] for k, v in report.provenance.items()], header=False, css="provenance"),
         "<h2>Model accuracy</h2>",
         f"<p>{_e(report.accuracy)}</p>",
         "</body></html>",
@@ -173,7 +173,7 @@ def verified_design_report(result: DesignResult, feasibility: Feasibility | None
     entries = []
     for rank, d in enumerate(result.designs, start=1):
         mean, std = model.predict(d.state.voxels)
-        notes = [f"verified by the solver ({solver_text(d.solver)})", f"found by the design loop's {d.state.origin} (chain {d.state.chain})"]
+        notes = [f"verified by the solver ({solver_text(d.solver)})", f"proposed as {d.state.origin} (chain {d.state.chain})"]
         entries.append(ReportEntry(f"d{rank}", "verified design", d.state.voxels,
                                    {n: (float(m), float(s)) for n, m, s in zip(names, mean, std)}, dict(d.constants), notes))
     s = result.settings
@@ -226,10 +226,10 @@ def solver_text(solver: Mapping[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in solver.items() if k != "iterations") or "defaults"
 
 
-def _table(columns: list[str], rows: list[list[str]], header: bool = True) -> str:
+def _table(columns: list[str], rows: list[list[str]], header: bool = True, css: str = "") -> str:
     head = "<tr>" + "".join(f"<th>{_e(c)}</th>" for c in columns) + "</tr>" if header else ""
     body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table>{head}{body}</table>"
+    return f"<table class='{css}'>{head}{body}</table>" if css else f"<table>{head}{body}</table>"
 
 
 def _mean_sd(mean_sd: tuple[float, float] | None) -> str:
@@ -257,7 +257,8 @@ h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 1.6em; 
 table { border-collapse: collapse; margin: 0.4em 0; } td, th { padding: 2px 10px; border-bottom: 1px solid #eee; text-align: right; }
 td:first-child, th:first-child { text-align: left; }
 .entry { display: flex; gap: 1.2em; align-items: flex-start; border: 1px solid #ddd; border-radius: 6px; padding: 0.6em 1em; margin: 0.8em 0; }
-.entry h3 { margin: 0 0 0.3em; width: 100%; } .entry { flex-wrap: wrap; }
+.entry h3 { margin: 0 0 0.3em; width: 100%; } .entry { flex-wrap: wrap; } .numbers { flex: 1; min-width: 320px; }
+.provenance td { text-align: left; vertical-align: top; }
 figure { margin: 0; } figcaption, .muted { color: #777; font-size: 0.85em; }
 .warn { color: #b35c00; font-weight: bold; } .verdict { font-weight: bold; }
 """
