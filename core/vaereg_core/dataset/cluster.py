@@ -26,8 +26,14 @@ CONNECT_TIMEOUT_S = 5.0
 """How long to try to reach a scheduler before giving up."""
 
 
-WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ": {}, "distributed.worker.profile.enabled": False}
-"""Dask settings of the LocalCluster's workers (see :func:`compute_client`)."""
+WORKER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ": {},
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
+"""Dask settings of the LocalCluster (see :func:`compute_client`)."""
 
 
 class SchedulerError(VaeRegError):
@@ -79,8 +85,9 @@ def compute_client(workers: int = 1, scheduler: str | None = None) -> Iterator[C
             yield client
         return
     # Workers inherit this process's environment, so they compute as the build's own process (and the old
-    # process pool) did (Dask's defaults pin BLAS to one thread and trim malloc eagerly), and without
-    # Dask's statistical profiler, whose thread takes the GIL every 10 ms from the solver's Python loop.
+    # process pool) did (Dask's defaults pin BLAS to one thread and trim malloc eagerly). Tasks take seconds:
+    # the profiler (every 10 ms) and the loop's 20 ms tick and 100 ms monitors only took the GIL and CPU
+    # time from the solver (about 10 % more CPU per structure on 2 cores).
     with dask.config.set(WORKER_CONFIG):
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
