@@ -9,6 +9,7 @@ of state is made, and announced, on the runner's owner thread.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -225,7 +226,7 @@ class DesignSession:
 
     # ------------------------------------------------------------------ verified design
 
-    def start_design(self, settings: DesignSettings, verdict: Feasibility | None, progress: Any) -> DesignRun:
+    def start_design(self, settings: DesignSettings, verdict: Feasibility | None, progress: Callable[[dict], None]) -> DesignRun:
         """Run the verified loop for the target (a child process waited for on a worker).
 
         ``progress`` gets each trajectory entry on the worker thread (the design
@@ -365,7 +366,7 @@ class DesignSession:
                    "anneal_runs": runs, "view_options": self.view_options.to_dict()}
         return SessionDocument({"name": m.path.name, "checksum": m.checksum, "path": str(m.path)}, content)
 
-    def save(self, path: str | Path, overwrite: bool = False, on_saved: Any = None) -> None:
+    def save(self, path: str | Path, overwrite: bool = False, on_saved: Callable[[Path], None] | None = None) -> None:
         """Write the session to ``path`` on a worker (atomically; an existing file only with ``overwrite``)."""
         document, path = self.document(), Path(path)
         self.runner.submit(
