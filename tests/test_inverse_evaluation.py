@@ -96,6 +96,7 @@ def test_cli_evaluate_inverse_validates_with_the_datasets_solver_settings(tmp_pa
     import h5py
 
     import vaereg_core.experiments.inverse_evaluation as evaluation
+    from vaereg_core.physics.phases import DEFAULT_HARD, DEFAULT_SOFT
 
     data = write_synthetic_dataset(tmp_path / "data.h5", with_voxels=False)
     with h5py.File(data, "r+") as f:
@@ -107,9 +108,11 @@ def test_cli_evaluate_inverse_validates_with_the_datasets_solver_settings(tmp_pa
     out = tmp_path / "inverse"
     assert main(["evaluate-inverse", "--model", str(gm), "--data", str(data), "--out", str(out), "--experiments", "a",
                  "--c11", "30", "--device", "cpu"]) == 0
-    assert len(used) == 2 and all(kw == {"discretization": "rotated", "tol": 1e-3, "dtype": "float32"} for kw in used)
+    recorded = {"discretization": "rotated", "tol": 1e-3, "dtype": "float32", "hard": DEFAULT_HARD, "soft": DEFAULT_SOFT}
+    assert len(used) == 2 and all(kw == recorded for kw in used)
     setup = json.loads((out / "results.json").read_text())["setup"]
-    assert setup["solver"] == "FFT, discretization rotated, tol 0.001, dtype float32 (the dataset's settings), at the model's grid"
+    assert setup["solver"] == ("FFT, discretization rotated, tol 0.001, dtype float32 (the dataset's settings), at the model's grid; "
+                               "hard E 120 GPa ν 0.30 / soft E 2.4 GPa ν 0.30")
 
 
 def test_cli_evaluate_inverse_says_what_b_needs(tmp_path, capsys):

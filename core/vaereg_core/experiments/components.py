@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from vaereg_core.atomic_files import atomic_paths
 from vaereg_core.experiments.inverse_evaluation import (
     c11_targets,
     describe_solver,
@@ -146,9 +147,11 @@ def write_component_report(results: dict, folder: str | os.PathLike) -> Path:
         axes[0, 1].set(xlabel="components K", ylabel="mean physics error to target (%)", xticks=pk, title="decoded component means")
         axes[0, 1].legend()
     fig.tight_layout()
-    fig.savefig(folder / "components.png", dpi=110)
+    with atomic_paths(folder / "components.png") as (temp,):
+        fig.savefig(temp, dpi=110)
     plt.close(fig)
     lines += ["", "![KL and physics error against K](components.png)", ""]
     report = folder / "report.md"
-    report.write_text("\n".join(lines))
+    with atomic_paths(report) as (temp,):
+        temp.write_text("\n".join(lines))
     return report

@@ -37,6 +37,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from sklearn.svm import SVR
 
+from vaereg_core.atomic_files import atomic_paths
 from vaereg_core.dataset.table import read_table
 from vaereg_core.model.config import ALL_PROPERTIES, RunConfig
 from vaereg_core.model.inference import LoadedModel, load_model
@@ -235,17 +236,17 @@ def evaluate_runs(
                 reconstructions[r.label] = quality
                 reconstruction_figure(out / _figure_name(r.label), f"{r.label}: {r.path}", test.voxels[pick], decoded)
     table = _aggregate(results)
-    (out / "metrics.json").write_text(
-        json.dumps(
+    with atomic_paths(out / "metrics.json") as (temp,):
+        temp.write_text(json.dumps(
             {"data": str(data), "subset": subset, "test_structures": test_sizes, "runs": [str(r.path) for r in loaded], "metrics": table,
              "reconstruction": {label: asdict(q) for label, q in reconstructions.items()}},
             indent=1,
-        )
-    )
+        ))
     for name in names:
         _parity_plot(out / f"parity_{name}.png", name, results)
     text = _markdown(table, names, loaded, data, test_sizes, reconstructions, subset)
-    (out / "report.md").write_text(text)
+    with atomic_paths(out / "report.md") as (temp,):
+        temp.write_text(text)
     return text
 
 
@@ -345,4 +346,5 @@ def _parity_plot(path: Path, name: str, results: dict[str, list]) -> None:
         ax.set(xlabel=f"true {name} (GPa)", ylabel="predicted (GPa)")
     for ax in axes[len(rows):]:
         ax.set_visible(False)
-    fig.savefig(path, dpi=90)
+    with atomic_paths(path) as (temp,):
+        fig.savefig(temp, dpi=90)

@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 
+from vaereg_core.atomic_files import atomic_paths
 from vaereg_core.inverse.annealing import AnnealSettings
 from vaereg_core.inverse.design import candidates, refine, validate
 from vaereg_core.inverse.targets import parse_target
@@ -190,10 +191,8 @@ def annealing_experiment(
 
 def write_results(path: str | os.PathLike, results: dict) -> Path:
     """Write the experiments' results as JSON (atomically)."""
-    from vaereg_core.voxel_io import atomic_paths
-
     path = Path(path)
-    with atomic_paths(path, overwrite=True) as (temp,):
+    with atomic_paths(path) as (temp,):
         temp.write_text(json.dumps(results, indent=1))
     return path
 
@@ -265,7 +264,8 @@ def write_report(results: dict, folder: str | os.PathLike) -> Path:
             axes[1].set(xlabel="target C11 (GPa)", ylabel="hard-phase volume fraction", xscale="log", title="candidates' volume fraction")
             axes[0].legend(fontsize=8)
             fig.tight_layout()
-            fig.savefig(folder / "candidates_c11.png", dpi=110)
+            with atomic_paths(folder / "candidates_c11.png") as (temp,):
+                fig.savefig(temp, dpi=110)
             plt.close(fig)
             lines += ["", "![errors and volume fractions](candidates_c11.png)"]
     runs = results.get("c")
@@ -292,11 +292,13 @@ def write_report(results: dict, folder: str | os.PathLike) -> Path:
         for ax in axes:
             ax.axhline(10, color="grey", lw=0.5)
         fig.tight_layout()
-        fig.savefig(folder / "annealing.png", dpi=110)
+        with atomic_paths(folder / "annealing.png") as (temp,):
+            fig.savefig(temp, dpi=110)
         plt.close(fig)
         lines += ["", "![annealing](annealing.png)"]
     report = folder / "report.md"
-    report.write_text("\n".join(lines) + "\n")
+    with atomic_paths(report) as (temp,):
+        temp.write_text("\n".join(lines) + "\n")
     return report
 
 
@@ -362,10 +364,14 @@ __all__ = [
 
 def describe_solver(options: dict) -> str:
     """One line naming the solver settings the candidates were validated with."""
-    if not options:
+    from vaereg_core.physics.phases import Material, describe
+
+    numerics = {k: v for k, v in options.items() if k not in ("hard", "soft")}
+    if not numerics:
         return "FFT, the solver's default settings (the dataset records none), at the model's grid"
-    settings = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in options.items())
-    return f"FFT, {settings} (the dataset's settings), at the model's grid"
+    settings = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in numerics.items())
+    material = f"; {describe(Material(options['hard'], options['soft']))}" if "hard" in options and "soft" in options else ""
+    return f"FFT, {settings} (the dataset's settings), at the model's grid{material}"
 
 
 def evaluate_inverse(
