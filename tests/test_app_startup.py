@@ -36,7 +36,8 @@ def launched(qtbot, tmp_path, monkeypatch):
 
 
 @pytest.mark.gui
-def test_the_window_shows_the_structure_while_the_model_is_still_loading(qtbot, tmp_path, launched):
+def test_the_window_shows_the_structure_while_the_model_is_still_loading(qtbot, tmp_path, launched, monkeypatch):
+    monkeypatch.setattr("vaereg_studio.__main__.MODEL_WAIT_MS", 600_000)  # only the structure starts the model
     sample = voxel_io.write_voxels(tmp_path / "sample.npz", small_structure(19))
     window = launched(str(sample))
     model_when_shown = []
@@ -66,3 +67,21 @@ def test_the_status_bar_names_the_model_and_its_material(qtbot, tmp_path, launch
         pass
     assert label.text() == "tiny.pt · trained for hard E 120 GPa ν 0.30 / soft E 2.4 GPa ν 0.30"  # the paper's phases
     assert "tiny.pt" in label.toolTip()
+
+
+@pytest.mark.gui
+def test_a_slow_first_file_does_not_hold_the_model_back(qtbot, tmp_path, launched, monkeypatch):
+    import threading
+
+    from vaereg_studio import structure
+
+    release = threading.Event()
+    read = structure.read_structure
+    monkeypatch.setattr("vaereg_studio.main_window.read_structure", lambda *a, **k: release.wait(60) and read(*a, **k))
+    monkeypatch.setattr("vaereg_studio.__main__.MODEL_WAIT_MS", 200)
+    window = launched(str(voxel_io.write_voxels(tmp_path / "slow.npz", small_structure(19))))
+    with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT_MS):
+        pass
+    assert window.structure is None  # still reading
+    release.set()
+    qtbot.waitUntil(lambda: window.structure is not None, timeout=TIMEOUT_MS)

@@ -18,6 +18,10 @@ if TYPE_CHECKING:  # Qt is imported only when the app starts, so --help answers 
     from vaereg_studio.main_window import MainWindow
 
 
+MODEL_WAIT_MS = 4000
+"""The longest the model waits for the first structure (the bundled sample takes about 1 s after the window)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of the app."""
     parser = argparse.ArgumentParser(prog="vaereg-studio", description=f"{APP_NAME}: design microstructures for a target stiffness.")
@@ -81,12 +85,15 @@ def startup_model() -> Path | None:
 
 
 def open_model_after_first_structure(window: MainWindow, model: str | Path) -> None:
-    """Load ``model`` once the first structure is drawn (or could not be opened).
+    """Load ``model`` once the first structure is drawn (or could not be opened), at the latest after :data:`MODEL_WAIT_MS`.
 
     Loading imports torch and starts the physics server: seconds of CPU that
     competed with the first structure's reading and drawing for the cores and
-    the interpreter lock, so the first picture waited for the model.
+    the interpreter lock, so the first picture waited for the model. The limit
+    keeps a large file's long read from holding the model back.
     """
+    from PySide6.QtCore import QTimer
+
     started = False
 
     def start(*_: object) -> None:
@@ -99,6 +106,7 @@ def open_model_after_first_structure(window: MainWindow, model: str | Path) -> N
 
     window.structureShown.connect(start)
     window.errorShown.connect(start)
+    QTimer.singleShot(MODEL_WAIT_MS, window, start)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
