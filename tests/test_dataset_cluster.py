@@ -87,3 +87,13 @@ def test_an_unreachable_scheduler_is_refused_within_seconds_and_writes_nothing(t
         build_dataset(path, recipe=RECIPE, scheduler="tcp://127.0.0.1:9", limit=1)
     assert time.monotonic() - started < 15
     assert not path.exists() and not list(tmp_path.iterdir())
+
+
+def test_the_command_says_so_in_one_line_exit_2(tmp_path, capsys):
+    from vaereg_core.cli import main
+
+    out = tmp_path / "never.h5"
+    assert main(["dataset", "build", "--out", str(out), "--fields", "1", "--size", "9", "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vaereg dataset build: error: --scheduler tcp://127.0.0.1:9: cannot reach") and len(err.splitlines()) == 1
+    assert not out.exists()
