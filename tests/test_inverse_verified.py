@@ -8,7 +8,7 @@ import pytest
 from inverse_helpers import save_tiny_model, tiny_model
 from vaereg_core.cli import main
 from vaereg_core.inverse.targets import parse_target
-from vaereg_core.inverse.verified import DesignSettings, design, morphology_distance
+from vaereg_core.inverse.verified import DesignSettings, design, latent_jacobian, morphology_distance, trust_region_step
 from vaereg_core.physics import homogenize
 
 SETTINGS = DesignSettings(seconds=120, goal=0.01, max_solves=40, proposals=8, final_tol=1e-5, loop_tol=1e-4)
@@ -28,8 +28,9 @@ def reachable(model):
     return parse_target({"C11": homogenize(voxels, tol=1e-6).constants["C11"]}, model.property_names)
 
 
-def test_the_loop_reaches_a_reachable_target_by_the_solver(model, reachable):
-    result = design(model, reachable, SETTINGS)
+@pytest.mark.parametrize("search", ["gradient", "random"])
+def test_the_loop_reaches_a_reachable_target_by_the_solver(model, reachable, search):
+    result = design(model, reachable, DesignSettings(**{**SETTINGS.__dict__, "search": search}))
     start = result.trajectory[0]["best_error"]
     best = result.designs[0]
     assert best.mean_error < 0.5 * start or best.mean_error <= SETTINGS.goal
@@ -103,3 +104,47 @@ def test_design_command_refuses_an_impossible_target(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "impossible" in err and "nearest achievable" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o" / "design.json").exists()
+
+
+def test_decoder_products_match_finite_differences(model):
+    """decode_vjp against central differences of a float64 copy of the decoder (small h: ReLU kinks are rarely crossed)."""
+    import copy
+
+    import torch
+
+    decoder = copy.deepcopy(model._require_generative("decode").decoder).double()
+    z = model.prior_components({n: 30.0 for n in model.property_names})[1][0].astype(np.float64)
+    fields = np.random.default_rng(0).uniform(0, 1, (2,) + (model.grid,) * 3)
+    products = model.decode_vjp(z, fields)
+    h = 1e-6
+    steps = torch.from_numpy(np.concatenate([z + h * np.eye(len(z)), z - h * np.eye(len(z))]))
+    with torch.no_grad():
+        decoded = decoder(steps)[:, 0].numpy()
+    difference = (decoded[: len(z)] - decoded[len(z) :]) / (2 * h)
+    fd = np.tensordot(fields, difference, axes=([1, 2, 3], [1, 2, 3]))
+    np.testing.assert_allclose(products, fd, rtol=1e-3, atol=1e-4 * np.abs(fd).max())
+
+
+@pytest.mark.slow
+def test_the_latent_jacobian_predicts_the_solver_change_of_a_step():
+    """On the shipped model, a trust-region step predicts the sign of every constant's change and its size within 5x."""
+    from vaereg_core.inverse.verified import VerifiedState
+    from vaereg_core.model.inference import default_model
+    from vaereg_core.physics import homogenize_batch
+
+    model = default_model()
+    names = list(model.property_names)
+    target = parse_target("C11=33.8,C22=50.2,C33=9.8,C12=11.3,C13=4.4,C23=4.6", names)  # a test-split structure's
+    _, mu, sigma = model.prior_components(target.as_dict())
+    voxels = model.decode(mu[0], binary=True)
+    solved = homogenize_batch(voxels[None], tol=1e-3, dtype="float32", sensitivity=True)[0]
+    before = np.array([solved.constants[n] for n in names])
+    state = VerifiedState(mu[0], voxels, before, 0.0, 0, "test", 1, 0.0, np.stack([solved.extra["flip_change"][n] for n in names]))
+    jacobian = latent_jacobian(model, state, names)
+    move = trust_region_step(jacobian, np.log(target.values / before), 0.3, sigma[0])
+    after = homogenize_batch(model.decode(mu[0] + move, binary=True)[None], tol=1e-3, dtype="float32")[0]
+    after = np.array([after.constants[n] for n in names])
+    predicted, actual = jacobian @ move, np.log(after / before)
+    assert np.all(np.sign(predicted) == np.sign(actual))
+    assert np.all((actual / predicted > 0.9) & (actual / predicted < 5))
+    assert target.relative_error(after) < target.relative_error(before) - 0.005

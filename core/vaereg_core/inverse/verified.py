@@ -1,25 +1,36 @@
 """Physics-verified inverse design: the network proposes, the FFT solver decides.
 
-A structure is only ever scored by what the solver computes for it. The
-model supplies proposals — its conditional prior's components and samples for
-the target, then moves in latent space around the best verified state of each
-chain — and a cheap surrogate to rank them: the model's own regressor,
-corrected at each chain's current state by the solver's residual there
-(log C_solver − log C_regressor, so the surrogate is exact where it was last
-checked and is trusted only for the direction of a small move). Each step the
-best-ranked few proposals are solved (at the loop tolerance, 1e-3: the
-constants move by ~2e-5 relative against 1e-4, shared/FACTS-physics.md); a
-chain moves only when the solver confirms an improvement, and its step size
-grows on success and shrinks on failure. One chain starts from each prior
-component, so different morphologies (the multimodal prior's point) are
-explored side by side.
+A structure is only ever scored by what the solver computes for it. The model
+supplies the places to look — its conditional prior's components and samples
+for the target — and the moves between them; the solver's own sensitivities
+supply the direction. One chain starts from each prior component, so
+different morphologies (the multimodal prior's point) are explored side by
+side. Each solve (at the loop tolerance, 1e-3: the constants move by ~2e-5
+relative against 1e-4, shared/FACTS-physics.md) also gives every voxel's
+estimated effect on every constant (:mod:`vaereg_core.physics.sensitivity`),
+and a chain moves in three ways, each confirmed by the solver:
+
+- *polishing* (:mod:`~vaereg_core.inverse.voxel_polish`): the interface voxels
+  whose flips, by those estimates, add up to the residual are flipped — a few
+  hundred of 51³, the morphology stays — until the solver sees no gain;
+- *trust-region steps* in latent space: the estimates carried through the
+  decoder give the Jacobian of log C in z; the step minimises the linearised
+  error within a radius that grows on success and shrinks on failure, its
+  scale corrected from each step's outcome;
+- *random moves* ranked by the model's regressor, corrected at the chain's
+  state by the solver's residual there (once the trust radius has shrunk to
+  nothing, or with ``search="random"``).
+
+A polished structure is no decoder output (``changed_voxels`` says by how
+much), so latent moves start from the chain's best decoded state, which is
+polished again once latent moves have improved it enough.
 
 When the budget is spent or the goal is met, up to N designs are picked from
 every solved state, best first, each differing from those already picked in
 morphology — the relative distance between their two-point autocorrelations
 (:func:`morphology_distance`) at least ``min_distance`` — and each is solved
-again at the final tolerance (1e-4, the dataset's): those are the reported
-constants.
+again at the final tolerance (the validation tolerance): those are the
+reported constants.
 
 >>> result = design(model, parse_target("C11=30", model.property_names))   # doctest: +SKIP
 >>> result.designs[0].mean_error                                           # doctest: +SKIP
@@ -36,6 +47,7 @@ import numpy as np
 from vaereg_core.descriptors import two_point_autocorrelation
 from vaereg_core.errors import Cancelled
 from vaereg_core.inverse.targets import Target, TargetError
+from vaereg_core.inverse.voxel_polish import polish_flips
 from vaereg_core.physics import homogenize_batch, load_cases_for
 from vaereg_core.settings.fields import check_settings, setting
 from vaereg_core.settings.solver import VALIDATION_TOL
@@ -69,6 +81,15 @@ class DesignSettings:
         Smallest morphology distance between two reported designs.
     loop_tol, final_tol : float
         Solver tolerances inside the loop and for the reported designs.
+    search : {"gradient", "random"}
+        ``"gradient"``: each chain steps to the minimum of its linearised error
+        within a trust radius (the Jacobian from the solver's voxel
+        sensitivities through the decoder), falling back to random moves when
+        the radius has shrunk to nothing; ``"random"``: random moves only.
+    polish : int
+        At most this many solves each time a chain's best decoded structure is
+        polished (interface voxels flipped as the solver's flip estimates say,
+        :mod:`~vaereg_core.inverse.voxel_polish`); 0 reports decoder outputs only.
     seed : int
     max_solves : int, optional
         Also stop after this many loop solves: a budget that does not depend on
@@ -89,6 +110,10 @@ class DesignSettings:
                               open_maximum=True, flag=None)
     final_tol: float = setting(VALIDATION_TOL, help="solver tolerance of the reported designs", minimum=0.0, maximum=1.0,
                                open_minimum=True, open_maximum=True, flag=None)
+    search: str = setting("gradient", help="how chains move: trust-region steps from the solver's voxel sensitivities, "
+                          "or random moves ranked by the regressor", choices=("gradient", "random"))
+    polish: int = setting(6, help="voxel-polish solves per polishing of a chain (0: designs are the decoder's structures)",
+                          minimum=0, maximum=50)
     seed: int = setting(0, help="seed of the prior samples and moves", minimum=0)
     max_solves: int | None = setting(None, help="also stop after this many loop solves (a machine-independent budget)",
                                      minimum=1, flag=None)
@@ -109,6 +134,11 @@ class VerifiedState:
     origin: str
     solver_call: int
     seconds: float
+    #: Estimated change of each constrained constant per voxel made hard, (P', nx, ny, nz);
+    #: kept only while the state is its chain's current one (it is 3 MB at 51³).
+    flip_change: np.ndarray | None = field(default=None, repr=False)
+    #: Voxels changed by polishing from the decoded structure of ``z`` (0: the decoder's own).
+    changed_voxels: int = 0
 
 
 @dataclass
@@ -132,6 +162,7 @@ class Design:
             "seconds": round(self.state.seconds, 2),
             "latent": [float(v) for v in self.state.z],
             "chain": self.state.chain,
+            "changed_voxels": self.state.changed_voxels,
             "origin": self.state.origin,
             "volume_fraction": float(self.state.voxels.mean()),
             "morphology_distance_to_best": round(self.distance_to_best, 4),
@@ -190,19 +221,98 @@ def morphology_distance(a: np.ndarray, b: np.ndarray, lags: int = MORPHOLOGY_LAG
     return float(np.linalg.norm(sa - sb) / max(np.linalg.norm(sa), 1e-12))
 
 
+MIN_RADIUS, MAX_RADIUS = 0.02, 2.0  # trust radii, in prior standard deviations
+# The solver changes by ~2.5x the linearised change of a step (the flip estimate treats voxels as
+# isolated spheres; the decoder's soft output moves less than its thresholded one): measured on the
+# shipped model, and refined per chain from each step's outcome (:func:`_updated_gain`).
+FIRST_GAIN = 2.0
+FIRST_POLISH_GAIN = 1.4  # single voxels flipped outright change ~1.4x their flip estimates (tests/test_physics_sensitivity.py)
+REPOLISH = 0.8  # polish a chain's base again once its error has fallen below this share of the last polished one's
+
+
+def latent_jacobian(model, state: VerifiedState, names: list[str]) -> np.ndarray:
+    """d log C / dz of a solved state's constrained constants, (P', D).
+
+    The solver's estimate of each voxel's flip (:func:`~vaereg_core.physics.sensitivity.phase_flip_change`)
+    carried through the decoder's soft output: a first-order model of how the
+    decoded structure's constants move with the latent vector.
+    """
+    values = np.array([state.constants[i] for i, n in enumerate(model.property_names) if n in names])
+    return model.decode_vjp(state.z, state.flip_change) / values[:, None]
+
+
+def trust_region_step(jacobian: np.ndarray, residual: np.ndarray, radius: float, sigma: np.ndarray) -> np.ndarray:
+    """The latent move that best cancels ``residual`` to first order within ``radius`` prior standard deviations.
+
+    Minimises ``|J dz - r|`` over ``|dz / sigma| <= radius`` (Levenberg–Marquardt:
+    the damping found by bisection on the step length; the least-norm
+    solution when it is shorter).
+
+    >>> J = np.array([[2.0, 0.0]]); sigma = np.ones(2)
+    >>> trust_region_step(J, np.array([1.0]), 10.0, sigma)
+    array([0.5, 0. ])
+    >>> float(np.linalg.norm(trust_region_step(J, np.array([1.0]), 0.1, sigma)))
+    0.1
+    """
+    u, singular, vt = np.linalg.svd(jacobian * sigma[None], full_matrices=False)
+    b = u.T @ residual
+    keep = singular > singular.max() * 1e-9
+
+    def step(damping: float) -> np.ndarray:
+        return vt[keep].T @ (singular[keep] * b[keep] / (singular[keep] ** 2 + damping))
+
+    x = step(0.0)
+    if np.linalg.norm(x) > radius:
+        low, high = 0.0, float(singular.max() ** 2 * np.linalg.norm(b) / radius + 1e-30)
+        for _ in range(60):
+            middle = 0.5 * (low + high)
+            low, high = (middle, high) if np.linalg.norm(step(middle)) > radius else (low, middle)
+        x = step(high)
+        x *= radius / max(np.linalg.norm(x), 1e-300)
+    return x * sigma
+
+
+def _updated_gain(gain: float, predicted: np.ndarray, actual: np.ndarray) -> float:
+    """A chain's Jacobian scale after a step: the geometric mean of the old one and the step's own least-squares ratio, in [0.5, 8].
+
+    >>> _updated_gain(2.0, np.array([0.01, -0.02]), np.array([0.04, -0.08]))
+    2.8284271247461903
+    """
+    power = float(predicted @ predicted)
+    observed = float(actual @ predicted) / power if power > 0 else gain
+    return float(np.clip(np.sqrt(gain * max(observed, 0.5)), 0.5, 8.0))
+
+
+def _chains_to_step(best_errors: dict[int, float], alternatives: int) -> list[int]:
+    """The chains worth a step: all of them for several alternatives; for one, those near the best.
+
+    >>> _chains_to_step({0: 0.05, 1: 0.03, 2: 0.035}, 1)
+    [1, 2]
+    """
+    if alternatives > 1:
+        return sorted(best_errors)
+    best = min(best_errors.values())
+    return sorted(k for k, error in best_errors.items() if error <= 1.25 * best)
+
+
 class _Solver:
     """Counts and times solver calls; the loop's only source of properties."""
 
-    def __init__(self, target: Target, cancel: Callable[[], bool] | None, options: dict) -> None:
+    def __init__(self, target: Target, cancel: Callable[[], bool] | None, options: dict, *, sensitivity: bool) -> None:
         self.target, self.cancel, self.options, self.calls = target, cancel, options, 0
         self.case_seconds: list[float] = []
-        # Inside the loop only the load cases the constrained constants need (C11 alone: one of three).
-        self.loop_cases = load_cases_for([n for n, m in zip(target.names, target.mask) if m])
+        constrained = [n for n, m in zip(target.names, target.mask) if m]
+        self.sensitivity = sensitivity
+        # Inside the loop only the load cases the constrained constants need (C11 alone: one of
+        # three); a sensitivity of C_ij needs both cases i and j.
+        self.loop_cases = (tuple(sorted({int(d) - 1 for n in constrained for d in n[1:3]})) if sensitivity
+                           else load_cases_for(constrained))
 
     def __call__(self, voxels: np.ndarray, tol: float, *, every_case: bool = False) -> list:
         cases = None if every_case else self.loop_cases
         started = time.perf_counter()
-        results = homogenize_batch(voxels, tol=tol, cancel=self.cancel, load_cases=cases, **{"dtype": "float32", **self.options})
+        results = homogenize_batch(voxels, tol=tol, cancel=self.cancel, load_cases=cases,
+                                   sensitivity=self.sensitivity and not every_case, **{"dtype": "float32", **self.options})
         if not every_case:
             self.case_seconds.append((time.perf_counter() - started) / (len(voxels) * len(self.loop_cases)))
         self.calls += len(voxels)
@@ -252,112 +362,240 @@ def design(
         Passed to :func:`~vaereg_core.physics.homogenize_batch` (backend, device; the phases
         default to the model's material).
     """
-    from vaereg_core.inverse.design import complete_target
-
     if not model.is_generative:
         raise TargetError("verified design needs a VAE-Regression model: a regression-only model has no prior to propose from")
     if tuple(target.names) != tuple(model.property_names):
         raise TargetError(f"the target is for {', '.join(target.names)}, the model predicts {', '.join(model.property_names)}")
-    started = time.perf_counter()
-    rng = np.random.default_rng(settings.seed)
-    solve = _Solver(target, cancel, {**model.material.solver_options(), **(solver_options or {})})
-    full = complete_target(target, reference)
-    pi, mu, sigma = model.prior_components(dict(zip(model.property_names, map(float, full))))
-    states: list[VerifiedState] = []
-    trajectory: list[dict] = []
-    seen: set[bytes] = set()
-    cancelled = False
+    run = _Run(model, target, settings, reference, progress, cancel, {**model.material.solver_options(), **(solver_options or {})})
+    try:
+        run.start()
+        run.search()
+    except Cancelled:
+        run.cancelled = True
+    designs = [] if run.cancelled or not run.states else _final_designs(run.states, target, settings, run.solve)
+    return DesignResult(target, designs, run.trajectory, run.solve.calls, run.elapsed(), settings, run.cancelled, run.states)
 
-    def elapsed() -> float:
-        return time.perf_counter() - started
 
-    def surrogate(voxels: np.ndarray) -> np.ndarray:
-        return model.predict_transformed(voxels, (CubeSymmetry(),))[0][:, 0]  # log C, (N, P)
+class _Run:
+    """One design run: the chains, their moves, and everything the solver has checked.
 
-    def budget_left() -> bool:
-        return elapsed() < settings.seconds - solve.final_seconds(settings.alternatives) and (
-            settings.max_solves is None or solve.calls < settings.max_solves
+    Chain k starts at prior component k. Its *current* state is the best
+    decoded structure it has reached, the base of its latent moves (trust-region
+    steps on the solver-linearised error, or random moves ranked by the
+    corrected regressor); polishing (:mod:`~vaereg_core.inverse.voxel_polish`)
+    refines a copy of it voxel by voxel, and those polished states compete for
+    the reported designs but are never the base of a latent move (their voxels
+    are no decoder output).
+    """
+
+    def __init__(self, model, target: Target, settings: DesignSettings, reference, progress, cancel, solver_options: dict) -> None:
+        from vaereg_core.inverse.design import complete_target
+
+        self.model, self.target, self.settings = model, target, settings
+        self.progress, self.cancel = progress, cancel
+        self.started = time.perf_counter()
+        self.rng = np.random.default_rng(settings.seed)
+        self.solve = _Solver(target, cancel, solver_options, sensitivity=settings.search == "gradient" or settings.polish > 0)
+        full = complete_target(target, reference)
+        self.pi, self.mu, self.sigma = model.prior_components(dict(zip(model.property_names, map(float, full))))
+        self.constrained = [n for n, m in zip(target.names, target.mask) if m]
+        self.states: list[VerifiedState] = []
+        self.trajectory: list[dict] = []
+        self.seen: set[bytes] = set()
+        self.cancelled = False
+        self.current: dict[int, VerifiedState] = {}
+        self.polished_at: dict[int, float] = {}  # chain -> error of the decoded state it last polished
+        self.polish_gain = FIRST_POLISH_GAIN
+        # Per chain, set when the search starts: the regressor's correction, the random-move size, the
+        # trust radius, the latent Jacobian and its scale.
+        self.residual: dict[int, np.ndarray] = {}
+        self.step: dict[int, float] = {}
+        self.radius: dict[int, float] = {}
+        self.jacobian: dict[int, np.ndarray] = {}
+        self.gain: dict[int, float] = {}
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def budget_left(self) -> bool:
+        settings = self.settings
+        return self.elapsed() < settings.seconds - self.solve.final_seconds(settings.alternatives) and (
+            settings.max_solves is None or self.solve.calls < settings.max_solves
         )
 
-    def verify(z: np.ndarray, voxels: np.ndarray, chain: list[int], origin: list[str]) -> list[VerifiedState]:
-        results = solve(voxels, settings.loop_tol)
-        constants = solve.constants(results)
+    def chain_best(self, k: int) -> float:
+        return min(s.error for s in self.states if s.chain == k)
+
+    def goal_met(self) -> bool:
+        met = sum(self.chain_best(k) <= self.settings.goal for k in self.current)
+        return met >= min(self.settings.alternatives, len(self.current))
+
+    def verify(self, z: np.ndarray, voxels: np.ndarray, chain: list[int], origin: list[str]) -> list[VerifiedState]:
+        results = self.solve(voxels, self.settings.loop_tol)
+        constants = self.solve.constants(results)
         new = []
         for i, c in enumerate(constants):
-            state = VerifiedState(z[i], voxels[i], c, float(target.relative_error(c)), chain[i], origin[i], solve.calls - len(voxels) + i + 1, elapsed())
-            states.append(state)
+            state = VerifiedState(z[i], voxels[i], c, float(self.target.relative_error(c)), chain[i], origin[i],
+                                  self.solve.calls - len(voxels) + i + 1, self.elapsed())
+            flips = results[i].extra.get("flip_change")
+            if flips is not None:
+                state.flip_change = np.stack([flips[n] for n in self.constrained])
+            self.states.append(state)
             new.append(state)
-        best = min(s.error for s in states)
-        trajectory.append({"seconds": round(elapsed(), 3), "solver_calls": solve.calls, "best_error": best,
-                           "step_errors": [s.error for s in new], "chain_of_best": min(states, key=lambda s: s.error).chain})
-        if progress is not None:
-            progress(trajectory[-1])
+        best = min(self.states, key=lambda s: s.error)
+        self.trajectory.append({"seconds": round(self.elapsed(), 3), "solver_calls": self.solve.calls, "best_error": best.error,
+                                "step_errors": [s.error for s in new], "chain_of_best": best.chain})
+        if self.progress is not None:
+            self.progress(self.trajectory[-1])
         return new
 
-    # Start: every component's mean and a few samples, solved.
-    z0, chains, origins, means = [], [], [], []
-    for k in range(len(pi)):
-        means.append(len(z0))
-        z0.append(mu[k])
-        chains.append(k)
-        origins.append(f"k{k + 1}")
-        for s in range(settings.samples_per_component):
-            z0.append(mu[k] + sigma[k] * rng.standard_normal(mu.shape[1]))
+    def surrogate(self, voxels: np.ndarray) -> np.ndarray:
+        return self.model.predict_transformed(voxels, (CubeSymmetry(),))[0][:, 0]  # log C, (N, P)
+
+    def correction(self, state: VerifiedState) -> np.ndarray:
+        # The solver's residual at a checked state; 0 for constants it did not compute (free ones).
+        return np.nan_to_num(np.log(state.constants) - self.surrogate(state.voxels[None])[0])
+
+    def start(self) -> None:
+        """Every component's mean, then a few samples of each while the budget lasts."""
+        settings, mu, sigma = self.settings, self.mu, self.sigma
+        z0, chains, origins, means = [], [], [], []
+        for k in range(len(self.pi)):
+            means.append(len(z0))
+            z0.append(mu[k])
             chains.append(k)
-            origins.append(f"k{k + 1}-s{s + 1}")
-    z0 = np.array(z0)
-    voxels0 = model.decode(z0, binary=True)
-    for v in voxels0:
-        seen.add(v.tobytes())
-    try:
-        # The component means first (one chain each), then their samples while the budget lasts.
-        verify(z0[means], voxels0[means], [chains[i] for i in means], [origins[i] for i in means])
+            origins.append(f"k{k + 1}")
+            for s in range(settings.samples_per_component):
+                z0.append(mu[k] + sigma[k] * self.rng.standard_normal(mu.shape[1]))
+                chains.append(k)
+                origins.append(f"k{k + 1}-s{s + 1}")
+        z0 = np.array(z0)
+        voxels0 = self.model.decode(z0, binary=True)
+        for v in voxels0:
+            self.seen.add(v.tobytes())
+        self.verify(z0[means], voxels0[means], [chains[i] for i in means], [origins[i] for i in means])
         for i in (i for i in range(len(z0)) if i not in means):
-            if not budget_left():
+            if not self.budget_left():
                 break
-            verify(z0[i : i + 1], voxels0[i : i + 1], [chains[i]], [origins[i]])
-        current = {k: min((s for s in states if s.chain == k), key=lambda s: s.error) for k in range(len(pi))}
+            self.verify(z0[i : i + 1], voxels0[i : i + 1], [chains[i]], [origins[i]])
+        self.current = {k: min((s for s in self.states if s.chain == k), key=lambda s: s.error) for k in range(len(self.pi))}
+        for state in self.states:
+            if state is not self.current[state.chain]:
+                state.flip_change = None
 
-        def correction(state: VerifiedState) -> np.ndarray:
-            # The solver's residual at a checked state; 0 for constants it did not compute (free ones).
-            return np.nan_to_num(np.log(state.constants) - surrogate(state.voxels[None])[0])
-
-        residual = {k: correction(current[k]) for k in current}
-        step = dict.fromkeys(current, settings.step)
+    def search(self) -> None:
+        """Polish and move the chains until the goal is met or the budget is spent."""
+        settings, current = self.settings, self.current
+        self.residual.update({k: self.correction(current[k]) for k in current})
+        self.step.update(dict.fromkeys(current, settings.step))
+        self.radius.update(dict.fromkeys(current, settings.step))
+        if settings.search == "gradient":
+            self.jacobian.update({k: latent_jacobian(self.model, current[k], self.constrained) for k in current})
+        self.gain.update(dict.fromkeys(current, FIRST_GAIN))
         active = set(current)
-        while active and budget_left():
-            if cancel is not None and cancel():
+        while active and self.budget_left():
+            if self.cancel is not None and self.cancel():
                 raise Cancelled()
-            if sum(state.error <= settings.goal for state in current.values()) >= min(settings.alternatives, len(current)):
+            if self.goal_met():
                 break
-            for k in sorted(active):
-                base = current[k]
-                moves = base.z + step[k] * sigma[k] * rng.standard_normal((settings.proposals, mu.shape[1]))
-                decoded = model.decode(moves, binary=True)
-                fresh = [i for i, v in enumerate(decoded) if v.tobytes() not in seen]
-                if not fresh:
-                    step[k] *= 1.5  # every move decodes to a structure already solved: look further
-                    continue
-                predicted = np.exp(surrogate(decoded[fresh]) + residual[k])
-                ranked = [fresh[i] for i in np.argsort(target.relative_error(predicted), kind="stable")[: settings.checks]]
-                for i in ranked:
-                    seen.add(decoded[i].tobytes())
-                new = verify(moves[ranked], decoded[ranked], [k] * len(ranked), [f"k{k + 1} move"] * len(ranked))
-                best_new = min(new, key=lambda s: s.error)
-                if best_new.error < base.error:
-                    current[k] = best_new
-                    residual[k] = correction(best_new)
-                    step[k] = min(step[k] * 1.3, 2.0)
+            for k in _chains_to_step({j: self.chain_best(j) for j in active}, settings.alternatives):
+                if settings.polish and current[k].error < REPOLISH * self.polished_at.get(k, np.inf):
+                    self.polish(k)
+                elif k in self.jacobian and self.radius[k] >= MIN_RADIUS:
+                    self.trust_region_move(k)
                 else:
-                    step[k] = max(step[k] * 0.7, 0.02)
-                if current[k].error <= settings.goal:
+                    self.random_move(k)
+                if self.chain_best(k) <= settings.goal:
                     active.discard(k)
-                if not budget_left():
+                if not self.budget_left():
                     break
-    except Cancelled:
-        cancelled = True
-    designs = [] if cancelled or not states else _final_designs(states, target, settings, solve)
-    return DesignResult(target, designs, trajectory, solve.calls, elapsed(), settings, cancelled, states)
+
+    def accept(self, k: int, state: VerifiedState) -> None:
+        """Make ``state`` chain k's base for latent moves."""
+        self.current[k].flip_change = None
+        self.current[k] = state
+        self.residual[k] = self.correction(state)
+        if k in self.jacobian:
+            self.jacobian[k] = latent_jacobian(self.model, state, self.constrained)
+
+    def trust_region_move(self, k: int) -> None:
+        """A step to the minimum of the linearised error within the chain's trust radius; the solver judges it."""
+        base, target = self.current[k], self.target
+        move = base.z + trust_region_step(self.gain[k] * self.jacobian[k], np.log(target.values[target.mask] / base.constants[target.mask]),
+                                          self.radius[k], self.sigma[k])
+        decoded = self.model.decode(move[None], binary=True)
+        if decoded[0].tobytes() in self.seen:
+            # Too small a move to change a voxel, or back to a solved state: reach further,
+            # and past the largest radius leave the chain to random moves.
+            self.radius[k] = self.radius[k] * 2.0 if self.radius[k] < MAX_RADIUS else 0.0
+            return
+        self.seen.add(decoded[0].tobytes())
+        new = self.verify(move[None], decoded, [k], [f"k{k + 1} step"])[0]
+        self.gain[k] = _updated_gain(self.gain[k], self.jacobian[k] @ (move - base.z),
+                                     np.log(new.constants[target.mask] / base.constants[target.mask]))
+        if new.error < base.error:
+            self.accept(k, new)
+            self.radius[k] = min(self.radius[k] * 1.5, MAX_RADIUS)
+        else:
+            new.flip_change = None
+            self.radius[k] *= 0.4
+
+    def random_move(self, k: int) -> None:
+        """Random latent moves around the chain's base, the best few by the corrected regressor solved."""
+        settings, base = self.settings, self.current[k]
+        moves = base.z + self.step[k] * self.sigma[k] * self.rng.standard_normal((settings.proposals, self.mu.shape[1]))
+        decoded = self.model.decode(moves, binary=True)
+        fresh = [i for i, v in enumerate(decoded) if v.tobytes() not in self.seen]
+        if not fresh:
+            self.step[k] *= 1.5  # every move decodes to a structure already solved: look further
+            return
+        predicted = np.exp(self.surrogate(decoded[fresh]) + self.residual[k])
+        ranked = [fresh[i] for i in np.argsort(self.target.relative_error(predicted), kind="stable")[: settings.checks]]
+        for i in ranked:
+            self.seen.add(decoded[i].tobytes())
+        new = self.verify(moves[ranked], decoded[ranked], [k] * len(ranked), [f"k{k + 1} move"] * len(ranked))
+        best = min(new, key=lambda s: s.error)
+        for state in new:
+            if state is not best or best.error >= base.error:
+                state.flip_change = None
+        if best.error < base.error:
+            self.accept(k, best)
+            self.step[k] = min(self.step[k] * 1.3, 2.0)
+            self.radius[k] = settings.step  # a new place: the linearisation is worth trying again
+        else:
+            self.step[k] = max(self.step[k] * 0.7, 0.02)
+
+    def polish(self, k: int) -> None:
+        """Polish chain k's base voxel by voxel while the solver confirms each gain (up to ``settings.polish`` solves)."""
+        base, target = self.current[k], self.target
+        self.polished_at[k] = base.error
+        values = target.values[target.mask]
+        best = base
+        for _ in range(self.settings.polish):
+            if best.error <= self.settings.goal or not self.budget_left():
+                break
+            wanted = (values - best.constants[target.mask]) / values
+            change = best.flip_change / values[:, None, None, None]
+            flips = polish_flips(best.voxels, change, wanted / self.polish_gain)
+            voxels = best.voxels.reshape(-1).copy()
+            voxels[flips] ^= 1
+            voxels = voxels.reshape(best.voxels.shape)
+            if not flips.size or voxels.tobytes() in self.seen:
+                break
+            self.seen.add(voxels.tobytes())
+            new = self.verify(best.z[None], voxels[None], [k], [f"{base.origin} polished"])[0]
+            new.changed_voxels = int(np.count_nonzero(voxels != base.voxels))
+            predicted = change.reshape(len(values), -1)[:, flips] @ np.where(best.voxels.reshape(-1)[flips] == 1, -1.0, 1.0)
+            self.polish_gain = _updated_gain(self.polish_gain, predicted, (new.constants[target.mask] - best.constants[target.mask]) / values)
+            improved = new.error < best.error
+            if best is not base:
+                best.flip_change = None
+            if not improved:
+                new.flip_change = None
+                break
+            best = new
+        if best is not base:
+            best.flip_change = None
 
 
 def _final_designs(states: list[VerifiedState], target: Target, settings: DesignSettings, solve: _Solver) -> list[Design]:

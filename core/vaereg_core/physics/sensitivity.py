@@ -20,7 +20,7 @@ import itertools
 
 import numpy as np
 
-from vaereg_core.physics.phases import DEFAULT_HARD, DEFAULT_SOFT, Phase
+from vaereg_core.physics.phases import Phase
 
 
 def _pairs(strain: dict[int, np.ndarray]):
@@ -61,6 +61,7 @@ def stiffness_derivative(strain: dict[int, np.ndarray], hard: Phase, soft: Phase
     A homogeneous cell strains uniformly: each voxel carries 1/N of the phases'
     difference in C11.
 
+    >>> from vaereg_core.physics.phases import DEFAULT_HARD, DEFAULT_SOFT
     >>> e = np.zeros((6, 2, 2, 2)); e[0] = 1.0
     >>> s = stiffness_derivative({0: e}, DEFAULT_HARD, DEFAULT_SOFT)["C11"]
     >>> d = DEFAULT_HARD.lam + 2 * DEFAULT_HARD.mu - DEFAULT_SOFT.lam - 2 * DEFAULT_SOFT.mu
@@ -111,6 +112,7 @@ def phase_flip_change(strain: dict[int, np.ndarray], voxels: np.ndarray, hard: P
     In a uniformly strained hard cell a voxel made soft loses less than the
     derivative says: its strain grows around it.
 
+    >>> from vaereg_core.physics.phases import DEFAULT_HARD, DEFAULT_SOFT
     >>> e = np.zeros((6, 2, 2, 2)); e[0] = 1.0
     >>> ones = np.ones((2, 2, 2), np.uint8)
     >>> flip = phase_flip_change({0: e}, ones, DEFAULT_HARD, DEFAULT_SOFT)["C11"]
