@@ -259,10 +259,15 @@ def test_a_session_file_round_trips_its_records(tmp_path):
 
 def rewrite_manifest(path: Path, change) -> None:
     with zipfile.ZipFile(path) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    manifest = json.loads(members["session.json"])
+        manifest = json.loads(archive.read("session.json"))
     change(manifest)
-    members["session.json"] = json.dumps(manifest).encode()
+    replace_manifest(path, json.dumps(manifest))
+
+
+def replace_manifest(path: Path, text: str) -> None:
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["session.json"] = text.encode()
     with zipfile.ZipFile(path, "w") as archive:
         for name, data in members.items():
             archive.writestr(name, data)
@@ -277,8 +282,10 @@ def rewrite_manifest(path: Path, change) -> None:
         (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(200)), "damaged session"),
         (lambda p: rewrite_manifest(p, lambda m: m["content"]["dict"][0].__setitem__(1, {"record": "Popen", "fields": {}})), "unknown record type 'Popen'"),
         (lambda p: rewrite_manifest(p, lambda m: m["content"]["dict"][1].__setitem__(1, {"array": "a99"})), "arrays/a99.npy"),
+        (lambda p: replace_manifest(p, '{"format": "vaereg-studio-session", "version": 1, "model": {}, "content": ' + "[" * 50_000 + "]" * 50_000 + "}"),
+         "RecursionError"),
     ],
-    ids=["version", "foreign", "truncated", "garbage", "code", "missing-array"],
+    ids=["version", "foreign", "truncated", "garbage", "code", "missing-array", "deep"],
 )
 def test_unknown_versions_and_damaged_files_are_one_clear_error(tmp_path, damage, message):
     path = write_session(tmp_path / "s.vaeregsession", small_document())

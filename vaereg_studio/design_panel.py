@@ -30,7 +30,7 @@ from vaereg_core.inverse.verified import DesignSettings
 from vaereg_studio.candidate_card import ERROR_STYLE, WARNING_STYLE, CandidateCard
 from vaereg_studio.design_state import FoundCandidate
 from vaereg_studio.design_worker import DesignOutcome, FoundDesign, design_metadata, feasibility
-from vaereg_studio.session import DesignSession, TaskRunner
+from vaereg_studio.session import DesignSession
 from vaereg_studio.session.records import DesignRun
 from vaereg_studio.setting_controls import spin_boxes
 from vaereg_studio.settings import AppSettings
@@ -69,8 +69,6 @@ class DesignBox(QGroupBox):
     ----------
     session : DesignSession
         Gives the target, the model and its training table; runs the designs.
-    runner : TaskRunner
-        The session's task runner.
     settings : AppSettings
         Keeps the budget and the alternatives between runs of the app.
     card_area : QWidget
@@ -91,10 +89,10 @@ class DesignBox(QGroupBox):
     finished = Signal(object)
     _progressed = Signal(dict)  # emitted on the worker thread, delivered on the UI thread
 
-    def __init__(self, session: DesignSession, runner: TaskRunner, settings: AppSettings, card_area: QWidget, parent: QWidget | None = None) -> None:
+    def __init__(self, session: DesignSession, settings: AppSettings, card_area: QWidget, parent: QWidget | None = None) -> None:
         super().__init__("Verified design — the FFT solver decides", parent)
         self.setObjectName("designBox")
-        self.session, self.runner, self.settings, self.card_area = session, runner, settings, card_area
+        self.session, self.settings, self.card_area = session, settings, card_area
         self.cards: list[DesignCard] = []
         self.run: DesignRun | None = None  # the running one
         self._cancelling = False  # Cancel was pressed: the run's last progress entries are not shown

@@ -39,7 +39,7 @@ from vaereg_core.inverse.latent_map import LatentMap
 from vaereg_core.inverse.targets import Target, TargetError
 from vaereg_studio.design_state import RunOutcome, RunProgress, refinement_metadata
 from vaereg_studio.dialogs import describe_exception
-from vaereg_studio.session import DesignSession, TaskRunner
+from vaereg_studio.session import DesignSession
 from vaereg_studio.session.records import AnnealRecord, DesignRun, LoadedModel, MapState, model_description
 from vaereg_studio.setting_controls import spin_boxes
 from vaereg_studio.settings import AppSettings
@@ -173,8 +173,6 @@ class LatentPanel(QWidget):
     ----------
     session : DesignSession
         The model, map, candidates, designs and annealing runs this panel shows.
-    runner : TaskRunner
-        The session's task runner.
     settings : AppSettings
         Keeps the annealing controls' values between runs of the app.
 
@@ -192,9 +190,9 @@ class LatentPanel(QWidget):
     pointDecoded = Signal(object)
     runFinished = Signal(object)
 
-    def __init__(self, session: DesignSession, runner: TaskRunner, settings: AppSettings, parent: QWidget | None = None) -> None:
+    def __init__(self, session: DesignSession, settings: AppSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.session, self.runner, self.settings = session, runner, settings
+        self.session, self.settings = session, settings
         self.runs: list[AnnealRun] = []
         self.candidates: list[Candidate] = []
         self._timer = QTimer(self)

@@ -107,8 +107,8 @@ class MainWindow(QMainWindow):
         self.view_panel = ViewPanel(self.viewer)
         self.view_panel.smoothChanged.connect(self.set_smooth)
         self.structure_panel = StructurePanel()
-        self.target_panel = TargetPanel(self.session, self.runner, self.settings)
-        self.latent_panel = LatentPanel(self.session, self.runner, self.settings)
+        self.target_panel = TargetPanel(self.session, self.settings)
+        self.latent_panel = LatentPanel(self.session, self.settings)
         events = self.session.events
         events.structure.connect(self._structure_set)
         events.model.connect(self._model_set)

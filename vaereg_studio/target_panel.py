@@ -34,7 +34,7 @@ from vaereg_core.inverse.targets import Target, TargetError, parse_target
 from vaereg_studio.candidate_card import CARD_WIDTH, ERROR_STYLE, WARNING_STYLE, CandidateCard
 from vaereg_studio.design_panel import DesignBox
 from vaereg_studio.design_state import TrainingData, candidate_metadata
-from vaereg_studio.session import DesignSession, TaskRunner
+from vaereg_studio.session import DesignSession
 from vaereg_studio.session.records import CandidateEntry, LoadedModel, model_description
 from vaereg_studio.settings import AppSettings
 
@@ -124,8 +124,6 @@ class TargetPanel(QWidget):
     ----------
     session : DesignSession
         The model, target and candidates this panel shows and sets.
-    runner : TaskRunner
-        The session's task runner (the design box's progress comes through it).
     settings : AppSettings
         Keeps the controls' values between runs of the app.
 
@@ -140,7 +138,7 @@ class TargetPanel(QWidget):
     candidatesShown = Signal(list)
     validated = Signal(str, object)
 
-    def __init__(self, session: DesignSession, runner: TaskRunner, settings: AppSettings, parent: QWidget | None = None) -> None:
+    def __init__(self, session: DesignSession, settings: AppSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session, self.settings = session, settings
         self.rows: list[PropertyRow] = []
@@ -190,7 +188,7 @@ class TargetPanel(QWidget):
         box_layout.addWidget(self.find_button)
         layout.addWidget(self.target_box)
         self.card_area = QWidget()  # the candidates' and the designs' cards
-        self.design_box = DesignBox(session, runner, settings, self.card_area)
+        self.design_box = DesignBox(session, settings, self.card_area)
         self.design_box.cardsChanged.connect(self.reflow)
         self.design_box.nearestChosen.connect(self.set_target_values)
         layout.addWidget(self.design_box)
@@ -304,7 +302,7 @@ class TargetPanel(QWidget):
             self.session.set_target(None)
             return
         self.problem.hide()
-        self.find_button.setEnabled(not self.session.runner.running("candidates"))
+        self.find_button.setEnabled(not self.session.searching)
         self.session.set_target(target)
         self.warning.setText(extrapolation_text(target, self.session.model.model.ranges))
         self.warning.setVisible(bool(target.extrapolated))

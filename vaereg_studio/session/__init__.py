@@ -1,6 +1,6 @@
 """The app's design session, below every widget (Qt-free): state with events, one task runner, save and reopen.
 
-Widgets receive a :class:`DesignSession` and its :class:`TaskRunner`,
+Widgets receive a :class:`DesignSession` (it carries its :class:`TaskRunner`),
 observe ``session.events`` and call the session; nothing here imports Qt.
 """
 

@@ -313,6 +313,11 @@ class DesignSession:
         self.runner.stop("map")
 
     @property
+    def searching(self) -> bool:
+        """Whether a candidate search runs."""
+        return self.runner.running("candidates")
+
+    @property
     def map_running(self) -> bool:
         """Whether the map is being loaded or computed."""
         return self.runner.running("map")

@@ -125,7 +125,7 @@ def read_session(path: Path) -> SessionDocument:
         raise SessionFileError(path, f"damaged session: {exc.args[0]} is missing") from None
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise SessionFileError(path, f"damaged session (not a readable zip archive: {exc})") from None
-    except (ValueError, TypeError, AttributeError, OSError) as exc:
+    except (ValueError, TypeError, AttributeError, OSError, RecursionError) as exc:
         raise SessionFileError(path, f"damaged session ({type(exc).__name__}: {exc})") from None
 
 
