@@ -227,6 +227,9 @@ MIN_RADIUS, MAX_RADIUS = 0.02, 2.0  # trust radii, in prior standard deviations
 # shipped model, and refined per chain from each step's outcome (:func:`_updated_gain`).
 FIRST_GAIN = 2.0
 FIRST_POLISH_GAIN = 1.4  # single voxels flipped outright change ~1.4x their flip estimates (tests/test_physics_sensitivity.py)
+# Share of the voxels one polish may flip: halved after a polish the solver rejects, grown after one it
+# confirms (the estimates are first order; flips that sit together interact).
+FIRST_POLISH_SHARE, MIN_POLISH_SHARE, MAX_POLISH_SHARE = 0.005, 0.001, 0.008
 REPOLISH = 0.8  # polish a chain's base again once its error has fallen below this share of the last polished one's
 
 
@@ -406,6 +409,7 @@ class _Run:
         self.current: dict[int, VerifiedState] = {}
         self.polished_at: dict[int, float] = {}  # chain -> error of the decoded state it last polished
         self.polish_gain = FIRST_POLISH_GAIN
+        self.polish_share = FIRST_POLISH_SHARE
         # Per chain, set when the search starts: the regressor's correction, the random-move size, the
         # trust radius, the latent Jacobian and its scale.
         self.residual: dict[int, np.ndarray] = {}
@@ -499,7 +503,7 @@ class _Run:
             if self.goal_met():
                 break
             for k in _chains_to_step({j: self.chain_best(j) for j in active}, settings.alternatives):
-                if settings.polish and current[k].error < REPOLISH * self.polished_at.get(k, np.inf):
+                if self.worth_polishing(k):
                     self.polish(k)
                 elif k in self.jacobian and self.radius[k] >= MIN_RADIUS:
                     self.trust_region_move(k)
@@ -509,6 +513,10 @@ class _Run:
                     active.discard(k)
                 if not self.budget_left():
                     break
+
+    def worth_polishing(self, k: int) -> bool:
+        """Whether chain k's base is to be polished now: at first, then once latent moves improved it by a fifth."""
+        return bool(self.settings.polish) and self.current[k].error < REPOLISH * self.polished_at.get(k, np.inf)
 
     def accept(self, k: int, state: VerifiedState) -> None:
         """Make ``state`` chain k's base for latent moves."""
@@ -570,13 +578,13 @@ class _Run:
         base, target = self.current[k], self.target
         self.polished_at[k] = base.error
         values = target.values[target.mask]
-        best = base
+        best, retried = base, 0
         for _ in range(self.settings.polish):
             if best.error <= self.settings.goal or not self.budget_left():
                 break
             wanted = (values - best.constants[target.mask]) / values
             change = best.flip_change / values[:, None, None, None]
-            flips = polish_flips(best.voxels, change, wanted / self.polish_gain)
+            flips = polish_flips(best.voxels, change, wanted / self.polish_gain, max_share=self.polish_share)
             voxels = best.voxels.reshape(-1).copy()
             voxels[flips] ^= 1
             voxels = voxels.reshape(best.voxels.shape)
@@ -587,12 +595,16 @@ class _Run:
             new.changed_voxels = int(np.count_nonzero(voxels != base.voxels))
             predicted = change.reshape(len(values), -1)[:, flips] @ np.where(best.voxels.reshape(-1)[flips] == 1, -1.0, 1.0)
             self.polish_gain = _updated_gain(self.polish_gain, predicted, (new.constants[target.mask] - best.constants[target.mask]) / values)
-            improved = new.error < best.error
+            if new.error >= best.error:
+                new.flip_change = None
+                # Fewer flips interact less: one retry with half as many (not below a floor).
+                retried, self.polish_share = retried + 1, max(0.5 * self.polish_share, MIN_POLISH_SHARE)
+                if retried > 1:
+                    break
+                continue
+            self.polish_share = min(1.5 * self.polish_share, MAX_POLISH_SHARE)
             if best is not base:
                 best.flip_change = None
-            if not improved:
-                new.flip_change = None
-                break
             best = new
         if best is not base:
             best.flip_change = None

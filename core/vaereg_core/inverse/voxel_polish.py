@@ -33,6 +33,28 @@ def interface_voxels(voxels: np.ndarray) -> np.ndarray:
     return out
 
 
+def flippable_voxels(voxels: np.ndarray) -> np.ndarray:
+    """Interface voxels whose flip neither bridges a gap nor cuts a strut.
+
+    A voxel with the other phase on both opposite faces along some axis sits in
+    a one-voxel gap (or strut): flipping it joins (or splits) two regions, a
+    change of connectivity whose effect no local estimate gets right. Those are
+    left out.
+
+    >>> x = np.zeros((5, 5, 5), np.uint8); x[1] = 1; x[3] = 1   # one-voxel layers, periodic
+    >>> ok = flippable_voxels(x)
+    >>> bool(ok[2, 0, 0]), bool(ok[1, 0, 0])   # the gap between the layers; a layer itself
+    (False, False)
+    >>> bool(ok[0, 0, 0])   # beside one layer only
+    True
+    """
+    v = np.asarray(voxels)
+    sandwiched = np.zeros(v.shape, bool)
+    for axis in range(v.ndim):
+        sandwiched |= (np.roll(v, 1, axis) != v) & (np.roll(v, -1, axis) != v)
+    return interface_voxels(v) & ~sandwiched
+
+
 def polish_flips(
     voxels: np.ndarray, flip_change: np.ndarray, residual: np.ndarray, *, keep: float = 0.05, max_share: float = 0.005
 ) -> np.ndarray:
@@ -67,7 +89,7 @@ def polish_flips(
     3
     """
     v = np.asarray(voxels).reshape(-1)
-    candidates = np.flatnonzero(interface_voxels(voxels))
+    candidates = np.flatnonzero(flippable_voxels(voxels))
     sign = np.where(v[candidates] == 1, -1.0, 1.0)  # a hard voxel can only lose, a soft one only gain
     a = flip_change.reshape(len(flip_change), -1)[:, candidates] * sign
     b = np.asarray(residual, dtype=np.float64)
