@@ -141,3 +141,16 @@ def test_cli_evaluate_inverse_anneals_with_a_separate_forward_model(tmp_path):
 
     six = save_tiny_model(tmp_path / "six.pt", seed=2)
     assert main([*args, "--forward", str(six), "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_physics_checks_on_a_local_cluster_equal_those_run_here():
+    """evaluate-inverse's solves on Dask (--workers 2) give the same validations, in the same order, as in-process."""
+    from vaereg_core.dataset.execution import runner
+
+    gm = tiny_model(components=3, properties=("C11",))
+    targets = [{"C11": 20.0}, {"C11": 40.0}]
+    here = prior_candidates_experiment({"GM": gm}, targets)
+    with runner(workers=2) as run:
+        cluster = prior_candidates_experiment({"GM": gm}, targets, run=run)
+    timeless = lambda checks: [{k: v for k, v in c.to_dict().items() if k != "solver_seconds"} for c in checks]  # noqa: E731
+    assert len(here) == 6 and timeless(cluster) == timeless(here)

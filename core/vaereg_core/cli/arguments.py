@@ -235,3 +235,11 @@ def model_or_default(path: str | None) -> Path:
     if not default.is_file():
         raise ModelFileError(default, "no bundled default model in this installation; train one with `vaereg train` and pass --model")
     return default
+
+
+def add_execution_options(p: argparse.ArgumentParser, what: str) -> None:
+    """``--workers`` and ``--scheduler``: where the solves run (here, a LocalCluster, or a running Dask cluster)."""
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help=f"{what} on a Dask LocalCluster of this many worker processes (default 1: in this process)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="address of a running Dask scheduler (tcp://host:8786) whose workers do the work; --workers is then ignored")

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from vaereg_core.cli.arguments import (
+    add_execution_options,
     device,
     existing_file,
     grid_size,
@@ -37,14 +38,6 @@ class PhaseOption(argparse.Action):
         setattr(namespace, self.dest, tuple(parsed))
 
 
-def _execution_options(p: argparse.ArgumentParser, what: str) -> None:
-    """``--workers`` and ``--scheduler``: where the structures are computed."""
-    p.add_argument("--workers", type=positive_int, default=1,
-                   help=f"{what} on a Dask LocalCluster of this many worker processes (default 1: in this process)")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="address of a running Dask scheduler (tcp://host:8786) whose workers do the work; --workers is then ignored")
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``vaereg dataset`` and its sub-commands."""
     parser = subparsers.add_parser("dataset", help="build, materialise and report the elastic dataset")
@@ -59,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, type=output_file, help="dataset file (.h5); resumed when it exists")
     p.add_argument("--subset", choices=SUBSETS, default="all", help="two-morphology (300 structures) or all (9,600); default all")
-    _execution_options(p, "compute structures")
+    add_execution_options(p, "compute structures")
     p.add_argument("--device", type=device, default="cpu", help="solver device: cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "torch"), help="solver backend (default auto)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="solver precision (default float32)")
@@ -80,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("materialize", help="regenerate the voxels into an HDF5 cache")
     p.add_argument("--data", required=True, type=existing_file, help="dataset file (property table)")
     p.add_argument("--out", required=True, type=output_file, help="cache file to write (.h5)")
-    _execution_options(p, "generate structures")
+    add_execution_options(p, "generate structures")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_materialize)
 

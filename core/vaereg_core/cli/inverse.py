@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vaereg_core.cli.arguments import (
+    add_execution_options,
     UsageError,
     existing_file,
     existing_path,
@@ -89,6 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--iterations", type=positive_int, default=200, help="annealing iterations per run (default 200, as the paper)")
     p.add_argument("--random-starts", type=nonnegative_int, default=5, help="random starts per target (default 5, as the paper)")
     p.add_argument("--forward", metavar="MODEL", type=existing_path, help="regression-only model that scores annealing states in (c) (default: the model's regressor)")
+    add_execution_options(p, "solve the physics checks")
     add_device(p)
     p.set_defaults(func=_evaluate_inverse)
 
@@ -393,7 +395,7 @@ def _evaluate_inverse(args: argparse.Namespace) -> int:
     report = evaluate_inverse(
         args.model, args.data, args.out, compare=tuple(args.compare), experiments=args.experiments, c11=args.c11,
         anneal_targets=args.anneal_targets, iterations=args.iterations, random_starts=args.random_starts,
-        forward_path=args.forward, device=args.device,
+        forward_path=args.forward, device=args.device, workers=args.workers, scheduler=args.scheduler,
     )
     print(report)
     return 0

@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from vaereg_core.atomic_files import atomic_paths
+from vaereg_core.dataset.execution import Runner, run_here, runner
 from vaereg_core.inverse.annealing import AnnealSettings
 from vaereg_core.inverse.design import candidates, refine, validate
 from vaereg_core.inverse.targets import parse_target
@@ -72,6 +73,24 @@ def test_split_targets(properties: np.ndarray, names: tuple[str, ...], count: in
     return [{n: float(round(v, 2)) for n, v in zip(names, properties[r])} for r in sorted(rows)]
 
 
+def _validate_one(item: tuple, options: dict):
+    """One physics check, as a task: ``item`` is (index, target, voxels)."""
+    _, target, voxels = item
+    return validate(voxels, target, **options)
+
+
+def _validate_all(run: Runner, checks: list[tuple], solver_options: dict | None) -> list:
+    """Validations of (target, voxels) pairs, in their order, solved by ``run`` (here or on a cluster)."""
+    results: dict[int, object] = {}
+
+    def failed(item: tuple, exc: Exception) -> None:
+        raise exc
+
+    run(_validate_one, [(i, target, voxels) for i, (target, voxels) in enumerate(checks)], dict(solver_options or {}),
+        on_result=lambda item, value: results.__setitem__(item[0], value), on_error=failed)
+    return [results[i] for i in range(len(checks))]
+
+
 def prior_candidates_experiment(
     models: dict[str, object],
     targets: list[dict[str, float]],
@@ -79,6 +98,7 @@ def prior_candidates_experiment(
     reference: np.ndarray | None = None,
     solver_options: dict | None = None,
     progress: Callable[[str], None] | None = None,
+    run: Runner = run_here,
 ) -> list[CandidateCheck]:
     """Decode every prior component mean for each target and validate it with the solver.
 
@@ -96,27 +116,31 @@ def prior_candidates_experiment(
         Passed to :func:`vaereg_core.physics.homogenize`.
     progress : callable(str), optional
         Called with a line per validated candidate.
+    run : Runner
+        Runs the solves (:func:`~vaereg_core.dataset.execution.runner`: here, or on a Dask cluster).
     """
-    checks = []
+    found_all = []
     for spec in targets:
         for name, model in models.items():
             target = parse_target(spec, model.property_names, model.ranges)
-            for found in candidates(model, target, reference=reference):
-                v = validate(found.voxels, target, **(solver_options or {}))
-                check = CandidateCheck(
-                    model=name,
-                    target=target.as_dict(),
-                    label=found.label,
-                    weight=found.weight,
-                    volume_fraction=found.volume_fraction,
-                    predicted=dict(zip(target.names, map(float, found.predicted))),
-                    achieved=v.constants,
-                    error_percent=100.0 * v.mean_relative_error,
-                    solver_seconds=v.seconds,
-                )
-                checks.append(check)
-                if progress is not None:
-                    progress(f"{name} {target} {found.label}: vf {check.volume_fraction:.3f}, error {check.error_percent:.1f} %")
+            found_all += [(name, target, found) for found in candidates(model, target, reference=reference)]
+    validations = _validate_all(run, [(target, found.voxels) for _, target, found in found_all], solver_options)
+    checks = []
+    for (name, target, found), v in zip(found_all, validations):
+        check = CandidateCheck(
+            model=name,
+            target=target.as_dict(),
+            label=found.label,
+            weight=found.weight,
+            volume_fraction=found.volume_fraction,
+            predicted=dict(zip(target.names, map(float, found.predicted))),
+            achieved=v.constants,
+            error_percent=100.0 * v.mean_relative_error,
+            solver_seconds=v.seconds,
+        )
+        checks.append(check)
+        if progress is not None:
+            progress(f"{name} {target} {found.label}: vf {check.volume_fraction:.3f}, error {check.error_percent:.1f} %")
     return checks
 
 
@@ -147,6 +171,7 @@ def annealing_experiment(
     reference: np.ndarray | None = None,
     solver_options: dict | None = None,
     progress: Callable[[str], None] | None = None,
+    run: Runner = run_here,
 ) -> list[AnnealingRun]:
     """Anneal from random latent vectors and from the mixture candidates, for each target.
 
@@ -155,7 +180,7 @@ def annealing_experiment(
     iteration in ``checkpoints`` (0 = the start) is decoded and validated with
     the solver, so the curves show physics error, not only the forward model's.
     """
-    runs = []
+    runs, pending = [], []  # pending: (run, checkpoint, state, target) to validate once every run is annealed
     checkpoints = tuple(sorted({c for c in checkpoints if c <= iterations} | {iterations}))
     for spec in targets:
         target = parse_target(spec, model.property_names, model.ranges)
@@ -164,7 +189,7 @@ def annealing_experiment(
         for label, z0, seed in starts:
             refinement = refine(model, target, z0, AnnealSettings(iterations=iterations, seed=seed), forward=forward, validate_best=False)
             a = refinement.anneal
-            run = AnnealingRun(
+            annealed = AnnealingRun(
                 target=target.as_dict(),
                 start=label,
                 seed=seed,
@@ -173,19 +198,23 @@ def annealing_experiment(
             )
             for c in checkpoints:
                 state = min((s for s in a.trajectory if s.iteration <= c), key=lambda s: s.value)
-                v = validate(model.decode(state.z, binary=True), target, **(solver_options or {}))
-                run.checkpoints.append(
-                    {
-                        "iteration": c,
-                        "seconds": float(a.seconds_per_iteration[c - 1]) if c > 0 else 0.0,
-                        "predicted_error_percent": 100.0 * state.value,
-                        "physics_error_percent": 100.0 * v.mean_relative_error,
-                    }
-                )
-            runs.append(run)
-            if progress is not None:
-                last = run.checkpoints[-1]
-                progress(f"{target} from {label}: predicted {last['predicted_error_percent']:.1f} %, physics {last['physics_error_percent']:.1f} % after {iterations} iterations ({last['seconds']:.0f} s)")
+                pending.append((annealed, c, state, target, float(a.seconds_per_iteration[c - 1]) if c > 0 else 0.0))
+            runs.append(annealed)
+    validations = _validate_all(run, [(target, model.decode(state.z, binary=True)) for _, _, state, target, _ in pending], solver_options)
+    for (annealed, c, state, _, seconds), v in zip(pending, validations):
+        annealed.checkpoints.append(
+            {
+                "iteration": c,
+                "seconds": seconds,
+                "predicted_error_percent": 100.0 * state.value,
+                "physics_error_percent": 100.0 * v.mean_relative_error,
+            }
+        )
+    if progress is not None:
+        for annealed in runs:
+            last = annealed.checkpoints[-1]
+            progress(f"{annealed.target} from {annealed.start}: predicted {last['predicted_error_percent']:.1f} %, physics "
+                     f"{last['physics_error_percent']:.1f} % after {iterations} iterations ({last['seconds']:.0f} s)")
     return runs
 
 
@@ -315,8 +344,9 @@ def run_experiments(
     forward=None,
     solver_options: dict | None = None,
     progress: Callable[[str], None] | None = None,
+    run: Runner = run_here,
 ) -> dict:
-    """Run the experiments named in ``experiments`` (letters of "abc").
+    """Run the experiments named in ``experiments`` (letters of "abc"); ``run`` solves the physics checks.
 
     (a) validates the prior candidates of every model for the ``c11`` targets,
     (b) for ten rows of ``test_properties`` (the test split, (N, P) GPa), and
@@ -330,19 +360,19 @@ def run_experiments(
     if "a" in experiments:
         if not c11:
             raise ValueError("experiment (a) needs C11 targets")
-        results["a"] = [c.to_dict() for c in prior_candidates_experiment(models, [{"C11": v} for v in c11], reference=reference, solver_options=solver_options, progress=progress)]
+        results["a"] = [c.to_dict() for c in prior_candidates_experiment(models, [{"C11": v} for v in c11], reference=reference, solver_options=solver_options, progress=progress, run=run)]
     if "b" in experiments:
         if test_properties is None or len(first.property_names) < 2:
             raise ValueError("experiment (b) needs six-property models and the test split's properties")
         targets = test_split_targets(test_properties, tuple(first.property_names))
-        results["b"] = [c.to_dict() for c in prior_candidates_experiment(models, targets, reference=reference, solver_options=solver_options, progress=progress)]
+        results["b"] = [c.to_dict() for c in prior_candidates_experiment(models, targets, reference=reference, solver_options=solver_options, progress=progress, run=run)]
     if "c" in experiments:
         if not anneal_targets:
             raise ValueError("experiment (c) needs annealing targets")
         checkpoints = tuple(c for c in (0, 10, 25, 50, 100, 200, 400) if c <= iterations)
         runs = annealing_experiment(
             first, anneal_targets, iterations=iterations, random_starts=random_starts,
-            checkpoints=checkpoints, forward=forward, reference=reference, solver_options=solver_options, progress=progress,
+            checkpoints=checkpoints, forward=forward, reference=reference, solver_options=solver_options, progress=progress, run=run,
         )
         results["c"] = [r.to_dict() for r in runs]
     results["seconds"] = time.perf_counter() - started
@@ -387,6 +417,8 @@ def evaluate_inverse(
     random_starts: int = 5,
     forward_path: str | os.PathLike | None = None,
     device: str = "auto",
+    workers: int = 1,
+    scheduler: str | None = None,
     progress: Callable[[str], None] = print,
 ) -> Path:
     """``vaereg evaluate-inverse``: the experiments for a model (and ``compare`` models); returns the report's path.
@@ -436,11 +468,12 @@ def evaluate_inverse(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     solver_options = table.solver_options()
-    results = run_experiments(
-        models, experiments, c11=c11, test_properties=properties, anneal_targets=anneal, reference=reference,
-        iterations=iterations, random_starts=random_starts, forward=forward, solver_options=solver_options,
-        progress=progress,
-    )
+    with runner(workers, scheduler) as run:  # the physics checks: here, on a LocalCluster, or on a running cluster
+        results = run_experiments(
+            models, experiments, c11=c11, test_properties=properties, anneal_targets=anneal, reference=reference,
+            iterations=iterations, random_starts=random_starts, forward=forward, solver_options=solver_options,
+            progress=progress, run=run,
+        )
     scorer = f"{forward_path} (Reg-only)" if forward_path else "the model's regressor"
     results["setup"] = {
         "models": ", ".join(f"{n}: {p} ({m.file.metadata.get('epoch', '?')} epochs)" for (n, m), p in zip(models.items(), paths)),
