@@ -54,7 +54,7 @@ def test_fresh_mutants(tmp_path):
 @pytest.mark.parametrize(
     "name, code, text",
     [
-        ("npy-metadata-list.npy", 0, "metadata         [1, 2, 3]"),
+        ("npy-metadata-list.npy", 0, "Metadata  [1, 2, 3]"),  # a non-object sidecar is shown, as data, under its key
         ("h5-external-storage.h5", 2, "keeps its data in another file"),
         ("vti-extent-2000-cubed.vti", 2, "8.0 GB; limit"),
     ],
