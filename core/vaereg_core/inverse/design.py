@@ -179,15 +179,16 @@ def validate(
     ``cancel`` is polled by the solver every iteration; cancelling raises
     :class:`~vaereg_core.errors.SolverCancelled` (a
     :class:`~vaereg_core.errors.Cancelled`). ``solver_options`` go to
-    :func:`vaereg_core.physics.homogenize`; the tolerance defaults to the one
-    of every validation, :data:`~vaereg_core.settings.VALIDATION_TOL` (the
-    dataset's), in the app as on the command line.
+    :func:`vaereg_core.physics.homogenize`; the tolerance and precision default
+    to those of every validation, :data:`~vaereg_core.settings.VALIDATION_TOL`
+    and :data:`~vaereg_core.settings.VALIDATION_DTYPE` (the dataset's), in the
+    app as on the command line.
     """
     from vaereg_core.physics import homogenize
-    from vaereg_core.settings import VALIDATION_TOL
+    from vaereg_core.settings import VALIDATION_DTYPE, VALIDATION_TOL
 
     start = time.perf_counter()
-    result = homogenize(voxels, constants="normal", cancel=cancel, **{"tol": VALIDATION_TOL, **solver_options})
+    result = homogenize(voxels, constants="normal", cancel=cancel, **{"tol": VALIDATION_TOL, "dtype": VALIDATION_DTYPE, **solver_options})
     constants = {n: float(result.constants[n]) for n in target.names}
     errors = {n: abs(constants[n] - v) / v for n, v in target.as_dict().items()}
     return Validation(

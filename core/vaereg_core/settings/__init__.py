@@ -11,7 +11,7 @@ beside the algorithms they drive, annealing's
 """
 
 from vaereg_core.settings.fields import GuiField, Setting, SettingError, check_settings, gui_fields, setting, settings_fields
-from vaereg_core.settings.solver import VALIDATION_TOL, SolverSettings
+from vaereg_core.settings.solver import VALIDATION_DTYPE, VALIDATION_TOL, SolverSettings
 from vaereg_core.settings.training import MODEL_KINDS, TrainingSettings
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "SettingError",
     "SolverSettings",
     "TrainingSettings",
+    "VALIDATION_DTYPE",
     "VALIDATION_TOL",
     "check_settings",
     "gui_fields",
