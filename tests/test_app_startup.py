@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from app_helpers import TIMEOUT_MS, private_settings, small_structure
+from app_helpers import TIMEOUT_MS, private_settings, save_artifact, share_of_hue, small_structure
 from vaereg_core import voxel_io
 
 
@@ -62,7 +62,7 @@ def test_the_status_bar_names_the_model_and_its_material(qtbot, tmp_path, launch
 
     window = launched()
     label = window.findChild(QLabel, "statusModel")
-    assert label.text() == "no model"
+    assert label.text() == "Loading model tiny.pt…"
     with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT_MS):
         pass
     assert label.text() == "tiny.pt · trained for hard E 120 GPa ν 0.30 / soft E 2.4 GPa ν 0.30"  # the paper's phases
@@ -85,3 +85,54 @@ def test_a_slow_first_file_does_not_hold_the_model_back(qtbot, tmp_path, launche
     assert window.structure is None  # still reading
     release.set()
     qtbot.waitUntil(lambda: window.structure is not None, timeout=TIMEOUT_MS)
+
+
+@pytest.mark.gui
+def test_the_model_panels_say_loading_model_until_the_model_is_ready(qtbot, tmp_path, launched, monkeypatch):
+    import threading
+
+    import numpy as np
+    from PySide6.QtWidgets import QLabel
+
+    from vaereg_studio.session import session
+
+    release = threading.Event()
+    load = session._load_model
+    monkeypatch.setattr(session, "_load_model", lambda path: release.wait(60) and load(path))
+    window = launched(str(voxel_io.write_voxels(tmp_path / "sample.npz", small_structure(19))))
+    panels = (window.target_panel, window.latent_panel)
+    for panel in panels:  # from the first moment, before the model load starts
+        assert not panel.isEnabled() and panel.message.text().endswith("<p>Loading model tiny.pt…</p>")
+    qtbot.waitUntil(lambda: window.structure is not None and window.session.runner.running("model"), timeout=TIMEOUT_MS)
+    qtbot.wait(200)  # the panels laid out
+    image = window.viewer.image()
+    save_artifact(window, "app_window_model_loading.png")
+    assert share_of_hue(image, window.viewer.options.hard_colour) > 0.05  # the sample is drawn
+    for panel in panels:
+        assert not panel.isEnabled() and panel.message.isVisible() and "Loading model tiny.pt…" in panel.message.text()
+    assert window.findChild(QLabel, "statusModel").text() == "Loading model tiny.pt…"
+    assert window.structure_panel.predicted.text() == "Loading model tiny.pt…"
+    assert window.model is None and not window.target_panel.find_button.isVisible()
+
+    with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT_MS):
+        release.set()
+    for panel in panels:
+        assert panel.isEnabled() and "Loading model" not in panel.message.text()
+    assert window.target_panel.find_button.isVisible() and window.target_panel.find_button.isEnabled()
+    assert window.latent_panel.body.isVisible()
+    assert window.findChild(QLabel, "statusModel").text().startswith("tiny.pt · trained for")
+    assert np.isfinite(window.target_panel.target().as_dict()[window.model.property_names[0]])
+
+
+@pytest.mark.gui
+def test_a_model_that_fails_to_load_leaves_the_panels_saying_why(qtbot, tmp_path, launched):
+    (tmp_path / "broken.pt").write_bytes(b"not a model")
+    window = launched()
+    with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT_MS):
+        pass
+    with qtbot.waitSignal(window.errorShown, timeout=TIMEOUT_MS):
+        window.open_model(tmp_path / "broken.pt")
+    for panel in (window.target_panel, window.latent_panel):
+        assert panel.isEnabled() and "Loading model" not in panel.message.text()
+    assert window.target_panel.find_button.isVisible()  # the model it had stays
+    assert window.model is not None

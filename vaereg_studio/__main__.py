@@ -94,6 +94,7 @@ def open_model_after_first_structure(window: MainWindow, model: str | Path) -> N
     """
     from PySide6.QtCore import QTimer
 
+    window.session.expect_model(model)  # the panels say "Loading model…" from the start
     started = False
 
     def start(*_: object) -> None:

@@ -39,6 +39,7 @@ from vaereg_core.inverse.latent_map import LatentMap
 from vaereg_core.inverse.targets import Target, TargetError
 from vaereg_studio.design_state import RunOutcome, RunProgress, refinement_metadata
 from vaereg_studio.dialogs import describe_exception
+from vaereg_studio.loading_notice import LoadingNotice
 from vaereg_studio.session import DesignSession
 from vaereg_studio.session.records import AnnealRecord, DesignRun, LoadedModel, MapState, model_description
 from vaereg_studio.setting_controls import spin_boxes
@@ -199,7 +200,9 @@ class LatentPanel(QWidget):
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self._poll)
         self._build()
+        self.loading = LoadingNotice(self, self.message, "Latent explorer and annealing")
         events = session.events
+        events.model_loading.connect(self.loading.show_loading)
         events.model.connect(self.set_model)
         events.latent_map.connect(self._map_done)
         events.candidates.connect(lambda entries: self.set_candidates([e.found.candidate for e in entries]))
@@ -209,6 +212,7 @@ class LatentPanel(QWidget):
         events.anneal_finished.connect(self._run_finished)
         events.restored.connect(self._restored)
         self.set_model(session.model)
+        self.loading.show_loading(session.loading_model)
 
     @property
     def map(self) -> LatentMap | None:

@@ -18,6 +18,7 @@ from vaereg_studio import APP_NAME, ORGANIZATION, __version__, model_state
 from vaereg_studio.design_state import CancelToken
 from vaereg_studio.dialogs import ask_index, ask_threshold, confirm_overwrite, describe_exception, show_about, show_error
 from vaereg_studio.latent_panel import LatentPanel
+from vaereg_studio.loading_notice import loading_text
 from vaereg_studio.panels import StructurePanel, ViewPanel
 from vaereg_studio.physics_process import run_in_process
 from vaereg_studio.session import DesignSession, TaskRunner
@@ -112,9 +113,9 @@ class MainWindow(QMainWindow):
         events = self.session.events
         events.structure.connect(self._structure_set)
         events.model.connect(self._model_set)
+        events.model_loading.connect(lambda path: self._show_model_words())
         events.error.connect(self.report_error)
         events.restored.connect(self._restored)
-        self._show_model_state()
         self.docks = {
             "view": self._add_dock("View", "viewDock", self.view_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
             "structure": self._add_dock("Structure", "structureDock", self.structure_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
@@ -129,6 +130,7 @@ class MainWindow(QMainWindow):
         self._default_state = self.saveState()
 
         self._build_status_bar()
+        self._show_model_state()
         self.runner.busy.connect(lambda busy: self.busy.setVisible(busy))  # shown or hidden only: a count would repaint the window per task
         self._build_menus()
         self.resize(1200, 800)
@@ -361,8 +363,6 @@ class MainWindow(QMainWindow):
 
     def _model_set(self, loaded: LoadedModel | None) -> None:
         self._update_actions()
-        self.model_label.setText("no model" if loaded is None else model_state.status_text(loaded.model, loaded.path))
-        self.model_label.setToolTip("" if loaded is None else loaded.description)
         if loaded is not None:
             self.settings.set_last_dir("model", loaded.path)
             self.statusBar().showMessage(f"Model {loaded.path.name} loaded", 5000)
@@ -370,9 +370,20 @@ class MainWindow(QMainWindow):
         self.modelLoaded.emit(self.model)
         self._predict()
 
+    def _show_model_words(self) -> None:
+        """The status bar's model and, without a model, why there is no prediction (one is loading, or none is open)."""
+        loaded, loading = self.session.model, self.session.loading_model
+        if loading is not None:
+            self.model_label.setText(loading_text(loading))
+        else:
+            self.model_label.setText("no model" if loaded is None else model_state.status_text(loaded.model, loaded.path))
+        self.model_label.setToolTip("" if loaded is None else loaded.description)
+        if loaded is None:
+            self.structure_panel.set_model_status(loading_text(loading) if loading is not None else self.model_description)
+
     def _show_model_state(self) -> None:
+        self._show_model_words()
         if self.model is None:
-            self.structure_panel.set_model_status(self.model_description)
             return
         self.structure_panel.model_grid = self.model.grid
         if self.structure is not None:

@@ -34,6 +34,7 @@ from vaereg_core.inverse.targets import Target, TargetError, parse_target
 from vaereg_studio.candidate_card import CARD_WIDTH, ERROR_STYLE, WARNING_STYLE, CandidateCard
 from vaereg_studio.design_panel import DesignBox
 from vaereg_studio.design_state import TrainingData, candidate_metadata
+from vaereg_studio.loading_notice import LoadingNotice
 from vaereg_studio.session import DesignSession
 from vaereg_studio.session.records import CandidateEntry, LoadedModel, model_description
 from vaereg_studio.settings import AppSettings
@@ -209,13 +210,16 @@ class TargetPanel(QWidget):
         layout.addWidget(self.scroll, 1)
         self.samples.valueChanged.connect(self._save_values)
         self.seed.valueChanged.connect(self._save_values)
+        self.loading = LoadingNotice(self, self.message, "Target properties and candidates")
         events = session.events
+        events.model_loading.connect(self.loading.show_loading)
         events.model.connect(self.set_model)
         events.searching.connect(self._searching)
         events.candidates.connect(self._show_candidates)
         events.validation.connect(self._validation_changed)
         events.restored.connect(self._restored)
         self.set_model(session.model)
+        self.loading.show_loading(session.loading_model)
 
     @property
     def training(self) -> TrainingData:

@@ -57,6 +57,7 @@ class SessionEvents(SignalGroup):
 
     structure = Signal(object)  # Structure: the structure to show
     model = Signal(object)  # LoadedModel | None
+    model_loading = Signal(object)  # Path of the model being loaded; None once it is loaded or has failed
     target = Signal(object)  # Target | None
     feasibility = Signal(object)  # Feasibility, or the exception when it could not be assessed
     searching = Signal(bool)  # a candidate search started (True) or ended
@@ -95,6 +96,7 @@ class DesignSession:
         self.events = SessionEvents()
         self.structure: Structure | None = None
         self.model: LoadedModel | None = None
+        self.loading_model: Path | None = None  # the model file being (or about to be) loaded
         self.target: Target | None = None
         self.verdict: Feasibility | None = None
         self.candidates: list[CandidateEntry] = []
@@ -124,10 +126,29 @@ class DesignSession:
     def load_model(self, path: str | Path) -> Task:
         """Load a model on a worker; the current one stays if loading fails."""
         path = Path(path)
-        return self.runner.submit(
-            _load_model, path, key="model", on_result=self.set_model,
-            on_error=lambda e: self.events.error.emit(f"Cannot load the model {path.name}.", e),
-        )
+        return self._submit_model_load(path, self.set_model, lambda e: self.events.error.emit(f"Cannot load the model {path.name}.", e))
+
+    def expect_model(self, path: str | Path) -> None:
+        """Announce that ``path`` will be loaded soon (the app starts it after its first picture), so panels wait for it."""
+        self._set_loading(Path(path))
+
+    def _submit_model_load(self, path: Path, on_loaded: Callable[[LoadedModel], None], on_failed: Callable[[Exception], None]) -> Task:
+        """Load ``path`` on a worker, announcing the loading while it lasts; a later load supersedes it."""
+        self._set_loading(path)
+
+        def loaded(model: LoadedModel) -> None:
+            self._set_loading(None)
+            on_loaded(model)
+
+        def failed(exc: Exception) -> None:
+            self._set_loading(None)
+            on_failed(exc)
+
+        return self.runner.submit(_load_model, path, key="model", on_result=loaded, on_error=failed)
+
+    def _set_loading(self, path: Path | None) -> None:
+        self.loading_model = path
+        self.events.model_loading.emit(path)
 
     def set_model(self, loaded: LoadedModel | None) -> None:
         """Use ``loaded``: the candidates, designs and map of the previous model go."""
@@ -405,7 +426,7 @@ class DesignSession:
                 self.set_model(model)
                 self._restore(content)
 
-            self.runner.submit(_load_model, model_file, key="model", on_result=loaded, on_error=fail)
+            self._submit_model_load(model_file, loaded, fail)
 
         self.runner.submit(_read_session_content, path, key="open", on_result=opened, on_error=fail)
 
