@@ -126,7 +126,7 @@ def test_find_validate_open_and_export_a_candidate(qtbot, tmp_path, resources, m
         assert np.abs(corner - rgb(window.viewer.options.background)).max() <= 2
     assert share_of_hue(image, window.viewer.options.hard_colour) > 0.1
     # Candidates are marked on the latent map and offered as annealing starts.
-    assert len(window.latent_panel.candidate_marks.data) == 6
+    assert len(window.latent_panel.map_view.candidate_marks.data) == 6
     assert window.latent_panel.start_combo.count() == 6
 
     # All six are validated in the background as soon as they are shown, each on a worker thread.
@@ -268,7 +268,7 @@ def test_click_on_the_map_decodes_that_point(qtbot, tmp_path, resources, model_p
     qtbot.wait(100)
     x, y = latent.map.coordinates[5]
     with qtbot.waitSignals([latent.pointDecoded, window.structureShown], timeout=TIMEOUT_MS):
-        qtbot.mouseClick(latent.graphics.viewport(), Qt.MouseButton.LeftButton, pos=latent.view_to_widget(x, y))
+        qtbot.mouseClick(latent.map_view.viewport(), Qt.MouseButton.LeftButton, pos=latent.view_to_widget(x, y))
     model = window.model
     clicked_point, z = latent.clicked
     assert np.allclose(clicked_point, (x, y), atol=0.05 * np.ptp(latent.map.coordinates, axis=0).max())

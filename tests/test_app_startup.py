@@ -10,9 +10,9 @@ from app_helpers import TIMEOUT_MS, private_settings, save_artifact, share_of_hu
 from vaereg_core import voxel_io
 
 
-def test_the_window_modules_import_neither_torch_nor_scikit_learn():
-    """Seconds of imports that the first picture does not need (the model loads after it, on a worker)."""
-    code = "import sys, vaereg_studio.main_window, vaereg_studio.model_state as m; m.model_code_available(); print(sorted({'torch', 'sklearn'} & set(sys.modules)))"
+def test_the_window_modules_import_neither_torch_nor_scikit_learn_nor_pyqtgraph():
+    """Seconds of imports that the first picture does not need (the model loads after it, on a worker; the map's plot with it)."""
+    code = "import sys, vaereg_studio.main_window, vaereg_studio.model_state as m; m.model_code_available(); print(sorted({'torch', 'sklearn', 'pyqtgraph'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -123,7 +123,7 @@ def test_design_gives_verified_cards_on_the_map_and_exports_them(qtbot, tmp_path
     # On the latent map: each design's path, end marker and label.
     latent = window.latent_panel
     assert [label for label, _ in latent.designs] == [c.label for c in cards]
-    assert len(latent.design_items) == 3 * len(cards)
+    assert len(latent.map_view.design_items) == 3 * len(cards)
 
     panel.resize(620, 900)
     qtbot.wait(200)

@@ -1,11 +1,8 @@
 """The latent explorer: PCA map of the training structures, click to decode, annealing runs.
 
-The map is a pyqtgraph ``ScatterPlotItem``, not matplotlib's Qt canvas:
-matplotlib redraws the whole figure with Agg on every change (tens to
-hundreds of milliseconds for thousands of points on this CPU), which the live
-trajectories (up to 20 updates a second per run) would turn into a frozen UI;
-pyqtgraph repaints only the items that changed, pans and zooms thousands of
-points interactively, and maps clicks to data coordinates.
+The map itself (:mod:`vaereg_studio.latent_map_view`, pyqtgraph) is built
+when the first model with a latent space arrives, so the window's first
+picture does not wait for pyqtgraph's import.
 """
 
 from __future__ import annotations
@@ -13,11 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import QPoint, QPointF, Qt, QTimer, Signal
+from PySide6.QtCore import QPoint, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -45,12 +41,14 @@ from vaereg_studio.session.records import AnnealRecord, DesignRun, LoadedModel, 
 from vaereg_studio.setting_controls import spin_boxes
 from vaereg_studio.settings import AppSettings
 
+if TYPE_CHECKING:
+    from vaereg_studio.latent_map_view import LatentMapView, RunTrace
+
 # Progress is read at most 10 times a second, however fast a run goes: with
 # OpenGL views in the window every repaint composes the whole window, ~40 ms
 # on llvmpipe under load, so 20 repaints a second would fill the UI thread.
 POLL_MS = 100
 RUN_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
-DESIGN_COLOUR = "#1b7f3b"  # the verified designs' green, as on their cards
 ANNEAL_FIELDS = ("iterations", "start_temperature", "start_step", "seed")  # the controls' settings (the schema's defaults and ranges)
 
 
@@ -61,8 +59,7 @@ class AnnealRun:
     record: AnnealRecord
     colour: str
     row: RunRow
-    curve: pg.PlotDataItem
-    best_marker: pg.ScatterPlotItem
+    trace: RunTrace
     states: list[np.ndarray] = field(default_factory=list)
     points: list[np.ndarray] = field(default_factory=list)
     ui_updates: int = 0
@@ -97,8 +94,7 @@ class AnnealRun:
         """Redraw the whole trajectory on ``latent``."""
         self.points = list(latent.project(np.stack(self.states))) if self.states else []
         if self.points:
-            xy = np.asarray(self.points)
-            self.curve.setData(xy[:, 0], xy[:, 1])
+            self.trace.set_points(np.asarray(self.points))
 
 
 class RunRow(QFrame):
@@ -134,37 +130,6 @@ class RunRow(QFrame):
         """Status line (``short`` is the machine-readable state)."""
         self.status.setText(text)
         self.status_text = short
-
-
-class ColourBar(pg.PlotItem):
-    """A vertical colour scale with a value axis on its right.
-
-    Not pyqtgraph's ``ColorBarItem``: that builds a context menu and at once
-    re-parents it to nothing, which crashed Qt (SIGSEGV in ``QMenu.setParent``)
-    when a window was opened right after another was deleted.
-    """
-
-    def __init__(self, colour_map: pg.ColorMap, width: int = 14) -> None:
-        super().__init__(enableMenu=False)
-        self.setMouseEnabled(x=False, y=False)
-        self.hideButtons()
-        self.hideAxis("bottom")
-        self.hideAxis("left")
-        self.showAxis("right")
-        self.axis = self.getAxis("right")
-        self.axis.setWidth(56)  # room for the tick values and the label
-        self.setFixedWidth(width + 56)
-        self.gradient = pg.ImageItem(np.linspace(0.0, 1.0, 256)[None, :], levels=(0.0, 1.0))
-        self.gradient.setLookupTable(colour_map.getLookupTable(nPts=256))
-        self.addItem(self.gradient)
-        self.setLevels((0.0, 1.0))
-
-    def setLevels(self, levels: tuple[float, float]) -> None:
-        """Show the scale from ``levels[0]`` (bottom) to ``levels[1]`` (top)."""
-        low, high = levels
-        span = high - low if high > low else 1.0
-        self.gradient.setRect(0.0, low, 1.0, span)
-        self.setRange(xRange=(0.0, 1.0), yRange=(low, low + span), padding=0)
 
 
 class LatentPanel(QWidget):
@@ -261,28 +226,10 @@ class LatentPanel(QWidget):
         colour_row.addWidget(self.map_info)
         body.addLayout(colour_row)
 
-        self.graphics = pg.GraphicsLayoutWidget()
-        self.graphics.setBackground("w")
-        self.graphics.setMinimumHeight(220)
-        self.plot = self.graphics.addPlot(row=0, col=0, enableMenu=False)  # no context menu: see ColourBar
-        self.plot.setLabel("bottom", "PC 1")
-        self.plot.setLabel("left", "PC 2")
-        self.plot.showGrid(x=True, y=True, alpha=0.2)
-        self.scatter = pg.ScatterPlotItem(size=6, pen=None, hoverable=False)
-        self.plot.addItem(self.scatter)
-        self.candidate_marks = pg.ScatterPlotItem(size=16, symbol="star", pen=pg.mkPen("k"), brush=pg.mkBrush("#ffd700"))
-        self.candidate_marks.setZValue(10)
-        self.plot.addItem(self.candidate_marks)
-        self.candidate_labels: list[pg.TextItem] = []
         self.designs: list[tuple[str, np.ndarray]] = []  # (label, latent path) of the verified designs
-        self.design_items: list[pg.GraphicsObject] = []
-        self.click_mark = pg.ScatterPlotItem(size=18, symbol="+", pen=pg.mkPen("k", width=2), brush=pg.mkBrush("k"))
-        self.click_mark.setZValue(11)
-        self.plot.addItem(self.click_mark)
-        self.colour_bar = ColourBar(pg.colormap.get("viridis"))
-        self.graphics.addItem(self.colour_bar, row=0, col=1)
-        self.graphics.scene().sigMouseClicked.connect(self._scene_clicked)
-        body.addWidget(self.graphics, 1)
+        self.map_view: LatentMapView | None = None  # built with the first model that has a latent space
+        self._map_slot = QVBoxLayout()
+        body.addLayout(self._map_slot, 1)
         hint = QLabel("Click the map to decode that point; the stars are the current candidates, the diamonds the verified designs.")
         hint.setStyleSheet("color: gray;")
         hint.setWordWrap(True)
@@ -350,8 +297,8 @@ class LatentPanel(QWidget):
 
     def set_model(self, loaded: LoadedModel | None) -> None:
         """Show the new model's map once the session has it (``None`` or regression-only: say why not)."""
-        self.scatter.clear()
-        self.click_mark.clear()
+        if self.map_view is not None:
+            self.map_view.clear_map()
         self.set_candidates([])
         self.set_designs([])
         self.map_progress_box.hide()
@@ -361,6 +308,11 @@ class LatentPanel(QWidget):
             self._say(f"<b>Latent explorer and annealing</b><p>{why}</p><p>This panel needs a trained VAE-Regression model (File → Open Model…).</p>")
             self.body.hide()
             return
+        if self.map_view is None:
+            from vaereg_studio.latent_map_view import LatentMapView  # pyqtgraph: only now, after the first picture
+
+            self.map_view = LatentMapView(self.decode_at)
+            self._map_slot.addWidget(self.map_view)
         self.body.show()
         self._update_start_choices()
         self._say("Loading the latent map…")
@@ -403,20 +355,14 @@ class LatentPanel(QWidget):
         self._draw_designs()
         for run in self.runs:  # runs started before the map was ready
             run.draw(m)
-        self.plot.autoRange()
+        self.map_view.fit()
         self.mapReady.emit(m)
 
     def _recolour(self, name: str) -> None:
         if self.map is None or name not in self.map.property_names:
             return
         values = self.map.properties[:, self.map.property_names.index(name)]
-        low, high = float(np.min(values)), float(np.max(values))
-        cmap = pg.colormap.get("viridis")
-        scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
-        brushes = [pg.mkBrush(c) for c in cmap.map(scaled, mode="qcolor")]
-        self.scatter.setData(pos=self.map.coordinates, brush=brushes)
-        self.colour_bar.setLevels((low, high))
-        self.colour_bar.axis.setLabel(f"{name} (GPa)")
+        self.map_view.show_points(self.map.coordinates, values, name)
         self._colour_by = name
         self._save_values()
 
@@ -429,21 +375,13 @@ class LatentPanel(QWidget):
         self._update_start_choices()
 
     def _mark_candidates(self) -> None:
-        for label in self.candidate_labels:
-            self.plot.removeItem(label)
-        self.candidate_labels = []
+        if self.map_view is None:
+            return
         if self.map is None or not self.candidates:
-            self.candidate_marks.clear()
+            self.map_view.mark_candidates([], None)
             return
         xy = self.map.project(np.stack([c.z for c in self.candidates]))
-        self.candidate_marks.setData(pos=xy)
-        for c, (x, y) in zip(self.candidates, xy):
-            text = pg.TextItem(c.label, color="k", anchor=(0, 1))
-            text.setPos(x, y)
-            text.setZValue(12)
-            self.plot.addItem(text)
-            self.candidate_labels.append(text)
-        self.plot.autoRange()  # candidates may lie outside the training data's cloud
+        self.map_view.mark_candidates([c.label for c in self.candidates], xy)
 
     def set_designs(self, designs: list[tuple[str, np.ndarray]]) -> None:
         """The verified designs: each one's way through latent space, ending in a diamond with its label."""
@@ -451,23 +389,10 @@ class LatentPanel(QWidget):
         self._draw_designs()
 
     def _draw_designs(self) -> None:
-        for item in self.design_items:
-            self.plot.removeItem(item)
-        self.design_items = []
-        if self.map is None:
+        if self.map_view is None:
             return
-        for label, path in self.designs:
-            xy = self.map.project(np.asarray(path))
-            curve = pg.PlotDataItem(xy[:, 0], xy[:, 1], pen=pg.mkPen(DESIGN_COLOUR, width=2, style=Qt.PenStyle.DashLine))
-            end = pg.ScatterPlotItem(pos=xy[-1:], size=14, symbol="d", pen=pg.mkPen("k"), brush=pg.mkBrush(DESIGN_COLOUR))
-            text = pg.TextItem(label, color=DESIGN_COLOUR, anchor=(0, 0))
-            text.setPos(*xy[-1])
-            for z, item in enumerate((curve, end, text)):
-                item.setZValue(7 + z)
-                self.plot.addItem(item)
-                self.design_items.append(item)
-        if self.designs:
-            self.plot.autoRange()
+        paths = [] if self.map is None else [(label, self.map.project(np.asarray(path))) for label, path in self.designs]
+        self.map_view.draw_designs(paths)
 
     def _update_start_choices(self) -> None:
         current = self.start_combo.currentText()
@@ -482,26 +407,16 @@ class LatentPanel(QWidget):
         self.start_button.setEnabled(self.start_combo.count() > 0)
         self.start_button.setToolTip("" if self.start_combo.count() else "Find candidates in the target panel or click the map first")
 
-    def _scene_clicked(self, event: Any) -> None:
-        if event.button() != Qt.MouseButton.LeftButton or self.map is None:
-            return
-        view = self.plot.getViewBox()
-        if not view.sceneBoundingRect().contains(event.scenePos()):
-            return
-        point = view.mapSceneToView(event.scenePos())
-        self.decode_at(np.array([point.x(), point.y()]))
-
     def view_to_widget(self, x: float, y: float) -> QPoint:
         """Viewport coordinates of map point (x, y) (for clicking it in tests and scripts)."""
-        scene = self.plot.getViewBox().mapViewToScene(QPointF(x, y))
-        return self.graphics.mapFromScene(scene)
+        return self.map_view.view_to_widget(x, y)
 
     def decode_at(self, point: np.ndarray) -> None:
         """Decode the structure at a map point (the session shows it)."""
         if self.map is None:
             return
         point = np.asarray(point, dtype=np.float64)
-        self.click_mark.setData(pos=point[None])
+        self.map_view.mark_click(point)
         self.session.decode(point)
 
     def _decoded(self, clicked: tuple[np.ndarray, np.ndarray]) -> None:
@@ -541,13 +456,7 @@ class LatentPanel(QWidget):
         colour = RUN_COLOURS[(record.number - 1) % len(RUN_COLOURS)]
         row = RunRow(record.number, colour, record.start, record.settings.iterations)
         self.run_list.insertWidget(self.run_list.count() - 1, row)
-        curve = pg.PlotDataItem(pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=4, symbolBrush=colour, symbolPen=None)
-        curve.setZValue(5)
-        best = pg.ScatterPlotItem(size=12, symbol="o", pen=pg.mkPen("k", width=1.5), brush=pg.mkBrush(colour))
-        best.setZValue(6)
-        self.plot.addItem(curve)
-        self.plot.addItem(best)
-        run = AnnealRun(record, colour, row, curve, best)
+        run = AnnealRun(record, colour, row, self.map_view.add_run(colour))
         self.runs.append(run)
         row.cancel_button.clicked.connect(record.progress.token.cancel)
         row.show_button.clicked.connect(lambda: self.show_best(run))
@@ -593,8 +502,7 @@ class LatentPanel(QWidget):
         run.states.extend(new)
         if new and self.map is not None:
             run.points.extend(self.map.project(np.stack(new)))
-            xy = np.asarray(run.points)
-            run.curve.setData(xy[:, 0], xy[:, 1])
+            run.trace.set_points(np.asarray(run.points))
             run.ui_updates += 1
 
     def _finish(self, run: AnnealRun, show: bool = True) -> None:
@@ -605,8 +513,8 @@ class LatentPanel(QWidget):
         row.show_button.setEnabled(True)
         row.bar.setValue(a.iterations_done)
         if self.map is not None:
-            run.best_marker.setData(pos=self.map.project(a.best.z[None]))
-            self.plot.autoRange()  # a run may wander off the part of the map in view
+            run.trace.set_best(self.map.project(a.best.z[None]))
+            self.map_view.fit()  # a run may wander off the part of the map in view
         text = f"best error {100 * a.best.value:.2f} % (model) at iteration {a.best.iteration}, {a.accepted} accepted"
         if run.record.status == "cancelled":
             row.set_status(f"cancelled after {a.iterations_done} iterations · {text}", "cancelled")
