@@ -43,8 +43,9 @@ def test_loaded_model_predicts_the_shown_structure_and_is_named(qtbot, tmp_path,
         window.open_model(model_file)
     mean, std = load_model(model_file).predict(window.structure.voxels)
     lines = blocker.args[0].splitlines()
-    assert len(lines) == 7 and lines[0] == f"C11 = {mean[0]:.1f} ± {std[0]:.1f} GPa"
-    assert lines[-1] == "(± one standard deviation, by the model's regressor)"  # no ensemble manifest beside it
+    assert len(lines) == 8 and lines[0] == f"C11 = {mean[0]:.1f} ± {std[0]:.1f} GPa"
+    assert lines[-2] == "(± one standard deviation, by the model's regressor)"  # no ensemble manifest beside it
+    assert lines[-1] == "Material: hard E 120 GPa ν 0.30 / soft E 2.4 GPa ν 0.30"  # a file that records none: the paper's
     assert window.structure_panel.predicted.text() == blocker.args[0]
     assert not window.structure_panel.grid_warning.isVisibleTo(window.structure_panel)
 
@@ -59,6 +60,29 @@ def test_loaded_model_predicts_the_shown_structure_and_is_named(qtbot, tmp_path,
         window.open_file(voxel_io.write_voxels(tmp_path / "s24.npy", small_structure(24)))
     assert "no prediction" in blocker.args[0]
     assert window.structure_panel.grid_warning.isVisibleTo(window.structure_panel)
+
+
+def test_a_model_of_another_material_is_named_in_the_status_bar_about_and_structure_panel(qtbot, tmp_path, model_file):
+    from PySide6.QtWidgets import QLabel
+
+    from vaereg_core.model.checkpoint import load_model_file, save_model
+
+    other = load_model_file(model_file)
+    other.metadata["material"] = {"hard": {"E": 410.0, "nu": 0.14}, "soft": {"E": 70.0, "nu": 0.33}}
+    path = save_model(tmp_path / "mmc.pt", other)
+    named = "hard E 410 GPa ν 0.14 / soft E 70 GPa ν 0.33"
+    window = open_window(qtbot, tmp_path)
+    with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT_MS):
+        window.open_model(path)
+    assert window.findChild(QLabel, "statusModel").text() == f"mmc.pt · trained for {named}"
+    assert f"for {named};" in window.structure_panel.predicted.text()  # no structure yet: the model's description
+    with qtbot.waitSignal(window.predicted, timeout=TIMEOUT_MS) as blocker:
+        open_and_wait(qtbot, window, voxel_io.write_voxels(tmp_path / "s19.npy", small_structure(19)))
+    assert blocker.args[0].splitlines()[-1] == f"Material: {named}"
+    window.about_action.trigger()
+    about = next(b for b in window.findChildren(QMessageBox) if b.objectName() == "aboutDialog")
+    assert f"for {named}" in about.text()
+    about.close()
 
 
 def test_corrupt_model_file_is_a_dialog(qtbot, tmp_path, model_file):

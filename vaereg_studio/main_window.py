@@ -378,7 +378,7 @@ class MainWindow(QMainWindow):
         else:
             self.model_label.setText("no model" if loaded is None else model_state.status_text(loaded.model, loaded.path))
         self.model_label.setToolTip("" if loaded is None else loaded.description)
-        if loaded is None:
+        if loaded is None or self._drawn is None:  # with a structure drawn, its prediction follows
             self.structure_panel.set_model_status(loading_text(loading) if loading is not None else self.model_description)
 
     def _show_model_state(self) -> None:

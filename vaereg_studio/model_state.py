@@ -54,7 +54,9 @@ def load(path: str | os.PathLike) -> Any:
 
 
 def describe(model: Any, path: Path) -> str:
-    """One paragraph naming the model: file, kind, properties, K, latent size, grid, training data."""
+    """One paragraph naming the model: file, kind, properties, K, latent size, grid, training data and its material."""
+    from vaereg_core.physics.phases import describe as describe_material
+
     config = model.file.config
     data = model.file.metadata.get("data", "unrecorded data")
     parts = [
@@ -62,7 +64,7 @@ def describe(model: Any, path: Path) -> str:
         f"predicts {', '.join(model.property_names)} in {model.units}",
         f"{config.model.prior} prior, K = {config.model.n_components}",
         f"latent dimension {model.latent_dim}, grid {model.grid}³",
-        f"trained on {Path(str(data)).name} (subset {config.train.subset})",
+        f"trained on {Path(str(data)).name} (subset {config.train.subset}) for {describe_material(model.material)}",
         f"predictions by the {model.describe_forward()}",
     ]
     return "; ".join(parts) + "."
@@ -76,11 +78,13 @@ def status_text(model: Any, path: Path) -> str:
 
 
 def prediction_text(model: Any, voxels: np.ndarray) -> str:
-    """The model's prediction for ``voxels`` as ``name = mean ± std GPa`` lines (worker thread)."""
+    """The model's prediction for ``voxels`` as ``name = mean ± std GPa`` lines and the material they are for (worker thread)."""
+    from vaereg_core.physics.phases import describe as describe_material
+
     if voxels.shape != (model.grid,) * 3:
         shape = " × ".join(str(n) for n in voxels.shape)
         return f"The model takes {model.grid}³ structures; this one is {shape}, so there is no prediction."
     mean, std = model.predict(voxels)
     lines = [f"{name} = {m:.1f} ± {s:.1f} {model.units}" for name, m, s in zip(model.property_names, mean, std)]
     source = "forward ensemble" if model.forward is not None else "model's regressor"
-    return "\n".join([*lines, f"(± one standard deviation, by the {source})"])
+    return "\n".join([*lines, f"(± one standard deviation, by the {source})", f"Material: {describe_material(model.material)}"])
