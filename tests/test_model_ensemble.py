@@ -164,3 +164,85 @@ def test_a_pickled_or_damaged_svr_file_is_refused_without_running_it(tmp_path):
     path.write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(ModelFileError, match="unreadable"):
         LatentSVR.load(path)
+
+
+@pytest.fixture(scope="module")
+def fitted_with_head(tmp_path_factory):
+    """The tiny ensemble again, with a feature head on both networks' trunk features."""
+    folder = tmp_path_factory.mktemp("ensemble-head")
+    data = write_synthetic_dataset(folder / "tiny.h5")
+    gm = save_tiny_model(folder / "gm.pt", seed=0)
+    other = save_tiny_model(folder / "other.pt", seed=1)
+    metrics = fit_ensemble(gm, [other], data, folder / "report", symmetries="cyclic", feature_head=True, cache=folder / "cache", device="cpu")
+    return folder, gm, metrics
+
+
+def test_a_feature_head_joins_the_ensemble_and_keeps_it_symmetric(fitted_with_head):
+    from vaereg_core.symmetry import CubeSymmetry
+
+    folder, gm, metrics = fitted_with_head
+    spec = read_manifest(manifest_path(gm))
+    assert [m["kind"] for m in spec["members"]] == ["network", "network", "latent-svr", "feature-head"]
+    assert spec["members"][-1]["features_from"] == [0, 1] and (folder / "gm.feature-head.npz").is_file()
+    assert metrics["feature_head_training"]["best_epoch"] >= 1 and any("feature head" in label for label in metrics["rows"])
+    model = load_model(gm, "cpu")
+    assert model.forward is not None and len(model.forward.heads) == 1
+    voxels = np.random.default_rng(5).integers(0, 2, (19, 19, 19), dtype=np.uint8)
+    parts = model.forward.member_predictions(voxels[None])
+    assert len(parts) == 4 and np.all(np.isfinite(parts[-1].mean)) and np.all(parts[-1].variance > 0)
+    # Averaged over the cyclic copies, a cyclically permuted structure's prediction is the permuted prediction.
+    shift = CubeSymmetry((1, 2, 0))
+    mean = model.predict(voxels)[0]
+    moved = model.predict(np.ascontiguousarray(shift.apply(voxels)))[0]
+    np.testing.assert_allclose(moved, mean[list(shift.constant_sources(model.property_names))], rtol=1e-5)
+
+
+def test_a_changed_feature_head_makes_the_manifest_stale(fitted_with_head, tmp_path):
+    from vaereg_core.model.feature_head import FeatureHead
+
+    folder, gm, _ = fitted_with_head
+    for name in ("gm.pt", "other.pt", "gm.forward.json", "gm.latent-svr.npz"):
+        (tmp_path / name).write_bytes((folder / name).read_bytes())
+    head = FeatureHead.load(folder / "gm.feature-head.npz")
+    FeatureHead(head.names, head.sources, head.x_mean, head.x_scale, head.y_mean + 0.1, head.y_scale, head.layers).save(tmp_path / "gm.feature-head.npz")
+    model = load_model(tmp_path / "gm.pt", "cpu")
+    assert model.forward is None and "gm.feature-head.npz has changed" in model.forward_note
+
+
+def test_a_feature_head_learns_and_is_deterministic_for_a_seed():
+    from vaereg_core.model.feature_head import fit_feature_head
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(600, 2, 8)).astype(np.float32)
+    y = np.stack([np.tanh(x[..., 0]) + 0.5 * x[..., 1], x[..., 2] * x[..., 3] * 0.3], axis=-1) + 3.0
+    fit, held = slice(0, 500), slice(500, None)
+
+    def error(head):
+        return float(np.mean(np.abs(head.predict_log(x[held])[0] - y[held])))
+
+    baseline = float(np.mean(np.abs(y[fit].mean((0, 1)) - y[held])))
+    options = dict(val_features=x[held], val_score=error, hidden=32, epochs=25, learning_rate=3e-3, dropout=0.0, batch_size=64)
+    head, log = fit_feature_head(x[fit], y[fit], ("C11", "C12"), ("abc",), **options)
+    assert error(head) < 0.5 * baseline and log["best_val_score"] == pytest.approx(error(head))
+    again, _ = fit_feature_head(x[fit], y[fit], ("C11", "C12"), ("abc",), **options)
+    np.testing.assert_array_equal(again.predict_log(x[:5])[0], head.predict_log(x[:5])[0])
+
+
+def test_a_feature_head_survives_a_round_trip_and_a_damaged_one_is_refused(tmp_path):
+    import pickle
+
+    from vaereg_core.model.feature_head import FeatureHead
+
+    head = FeatureHead.untrained(("C11", "C22"), ("abc", "def"), features=6, hidden=4, seed=1)
+    again = FeatureHead.load(head.save(tmp_path / "h.feature-head.npz"))
+    features = np.random.default_rng(7).normal(size=(3, 2, 6))
+    np.testing.assert_allclose(again.predict_log(features)[0], head.predict_log(features)[0], rtol=1e-6)
+    assert again.sources == ("abc", "def") and again.predict_log(features)[1].shape == (3, 2, 2)
+    broken = dict(np.load(tmp_path / "h.feature-head.npz"))
+    broken["mean_w2"] = broken["mean_w2"][:, :1]
+    np.savez(tmp_path / "bad.npz", **broken)
+    with pytest.raises(ModelFileError, match="bad.npz.*inconsistent"):
+        FeatureHead.load(tmp_path / "bad.npz")
+    (tmp_path / "p.npz").write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(ModelFileError, match="unreadable"):
+        FeatureHead.load(tmp_path / "p.npz")

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 FORMAT = "vaereg-forward-ensemble"
 VERSION = 1
 MANIFEST_SUFFIX = ".forward.json"
+#: Member kinds, in the order a manifest lists them.
+MEMBER_KINDS = ("network", "latent-svr", "feature-head")
 
 
 def manifest_path(model_path: str | os.PathLike) -> Path:
@@ -151,8 +153,11 @@ class ForwardEnsemble:
     svrs : list of (int, LatentSVR)
         Latent-SVR members (the weights' next rows), each with the index of the
         network whose encoder gives its latents (from the same trunk pass).
+    heads : list of (tuple of int, FeatureHead)
+        Feature-head members (the weights' last rows), each with the indices of
+        the networks whose trunk features it reads (from the same passes).
     weights : (M, P) array
-        Per-constant convex weights, M = networks + SVRs.
+        Per-constant convex weights, M = networks + SVRs + heads.
     scale : (P,) array
         Calibration factor on the standard deviation, per constant.
     symmetries : str
@@ -165,6 +170,7 @@ class ForwardEnsemble:
 
     networks: list
     svrs: list
+    heads: list
     weights: np.ndarray
     scale: np.ndarray
     symmetries: str = "permutations"
@@ -176,18 +182,25 @@ class ForwardEnsemble:
         return tuple(self.networks[0].property_names)
 
     def member_predictions(self, voxels: np.ndarray) -> list[MemberPrediction]:
-        """Each member's symmetry-averaged Gaussians of log C, (N, P) arrays: networks first, then SVRs."""
+        """Each member's symmetry-averaged Gaussians of log C, (N, P) arrays: networks first, then SVRs, then heads."""
         which = symmetries_for(self.property_names, self.symmetries)
+        names = self.property_names
         encoders = {i for i, _ in self.svrs}
-        parts, latents = [], {}
+        readers = {i for sources, _ in self.heads for i in sources}
+        parts, latents, features = [], {}, {}
         for i, network in enumerate(self.networks):
-            out = network.predict_transformed(voxels, which, latents=i in encoders)
+            out = network.predict_transformed(voxels, which, latents=i in encoders, features=i in readers)
             parts.append(MemberPrediction.from_transformed(out[0], out[1]))
             if i in encoders:
                 latents[i] = out[2]
+            if i in readers:
+                features[i] = out[-1]
         for i, svr in self.svrs:
-            mean = map_back(svr.predict_log(latents[i]), which, self.property_names)
+            mean = map_back(svr.predict_log(latents[i]), which, names)
             parts.append(MemberPrediction(mean.mean(1), np.broadcast_to(svr.residual_var, mean.shape[::2]).copy(), mean.var(1)))
+        for sources, head in self.heads:
+            mean, var = head.predict_log(np.concatenate([features[i] for i in sources], axis=-1))
+            parts.append(MemberPrediction.from_transformed(map_back(mean, which, names), map_back(var, which, names)))
         return parts
 
     def predict_log(self, voxels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -222,9 +235,11 @@ def write_manifest(
 ) -> Path:
     """Write an ensemble manifest atomically.
 
-    ``members`` are dicts with ``kind`` (``network`` or ``latent-svr``),
-    ``file``, ``checksum``, ``label`` and, for an SVR, ``latents_from`` (the
-    index of its network); files are stored relative to the manifest's folder.
+    ``members`` are dicts with ``kind`` (``network``, ``latent-svr`` or
+    ``feature-head``), ``file``, ``checksum``, ``label`` and, for an SVR,
+    ``latents_from`` (the index of its network), for a head ``features_from``
+    (the indices of its networks); files are stored relative to the manifest's
+    folder. Members are listed networks first, then SVRs, then heads.
     """
     from vaereg_core.voxel_io import atomic_paths
 
@@ -261,11 +276,15 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
         members = []
         for m in record["members"]:
             kind = str(m.get("kind", "network"))
-            if kind not in ("network", "latent-svr"):
+            if kind not in MEMBER_KINDS:
                 raise ValueError(f"unknown member kind {kind!r}")
             member = {"kind": kind, "file": path.parent / str(m["file"]), "checksum": str(m["checksum"]), "label": str(m["label"])}
             if kind == "latent-svr":
                 member["latents_from"] = int(m["latents_from"])
+            if kind == "feature-head":
+                member["features_from"] = [int(i) for i in m["features_from"]]
+                if not member["features_from"]:
+                    raise ValueError("a feature head reads no network")
             members.append(member)
         weights = np.array([record["weights"][n] for n in names], np.float64).T
         scale = np.array([record["sd_scale"][n] for n in names], np.float64)
@@ -275,8 +294,10 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     if symmetries not in SYMMETRY_SETS:
         raise ModelFileError(path, f"unknown symmetry set {symmetries!r}")
     networks = [m for m in members if m["kind"] == "network"]
-    if members[: len(networks)] != networks or any(not 0 <= m.get("latents_from", 0) < len(networks) for m in members):
-        raise ModelFileError(path, "ensemble members must list the networks first, and each SVR a network for its latents")
+    order = [MEMBER_KINDS.index(m["kind"]) for m in members]
+    sources = [m.get("latents_from", 0) for m in members] + [i for m in members for i in m.get("features_from", [])]
+    if order != sorted(order) or any(not 0 <= i < len(networks) for i in sources):
+        raise ModelFileError(path, "ensemble members must list the networks first, then SVRs and heads, each reading a listed network")
     if weights.shape != (len(members), len(names)) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
         raise ModelFileError(path, "ensemble weights must be one non-negative row per member and constant")
     if not np.allclose(weights.sum(0), 1.0, atol=1e-6) or not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
@@ -292,6 +313,7 @@ def attach_ensemble(model: "LoadedModel", path: str | os.PathLike) -> str | None
     are loaded on its device. A stale manifest (a member replaced, missing or
     predicting other constants) is not attached.
     """
+    from vaereg_core.model.feature_head import FeatureHead
     from vaereg_core.model.inference import load_model
     from vaereg_core.model.latent_svr import LatentSVR
 
@@ -301,7 +323,7 @@ def attach_ensemble(model: "LoadedModel", path: str | os.PathLike) -> str | None
     spec = read_manifest(where)
     if spec["properties"] != tuple(model.property_names):
         return f"{where.name} is for {', '.join(spec['properties'])}; the model predicts {', '.join(model.property_names)}"
-    networks, svrs = [], []
+    networks, svrs, heads = [], [], []
     for member in spec["members"]:
         file = Path(member["file"])
         if member["kind"] == "network" and member["checksum"] == model.file.checksum:
@@ -309,9 +331,16 @@ def attach_ensemble(model: "LoadedModel", path: str | os.PathLike) -> str | None
             continue
         if not file.is_file():
             return f"{where.name}: member {file.name} is missing"
+        if member["kind"] != "network" and file_checksum(file) != member["checksum"]:
+            return f"{where.name} is stale: {file.name} has changed since the ensemble was fitted"
+        if member["kind"] == "feature-head":
+            head = FeatureHead.load(file)
+            sources = tuple(member["features_from"])
+            if head.sources != tuple(networks[i].file.checksum for i in sources) or head.names != spec["properties"]:
+                return f"{where.name} is stale: {file.name} was fitted to other networks"
+            heads.append((sources, head))
+            continue
         if member["kind"] == "latent-svr":
-            if file_checksum(file) != member["checksum"]:
-                return f"{where.name} is stale: {file.name} has changed since the ensemble was fitted"
             svr = LatentSVR.load(file)
             source = networks[member["latents_from"]]
             if svr.model_checksum != source.file.checksum or svr.names != spec["properties"]:
@@ -324,7 +353,7 @@ def attach_ensemble(model: "LoadedModel", path: str | os.PathLike) -> str | None
         networks.append(other)
     if model not in networks:
         return f"{where.name} is stale: the model has changed since the ensemble was fitted"
-    model.forward = ForwardEnsemble(networks, svrs, spec["weights"], spec["scale"], spec["symmetries"],
+    model.forward = ForwardEnsemble(networks, svrs, heads, spec["weights"], spec["scale"], spec["symmetries"],
                                     [m["label"] for m in spec["members"]], spec["fitted"])
     model.symmetries = spec["symmetries"]
     return None

@@ -36,6 +36,7 @@ from vaereg_core.model.ensemble import (
 from vaereg_core.model.metrics import PAPER_TABLES_7_8, regression_metrics
 from vaereg_core.model.splits import load_split
 from vaereg_core.model.inference import LoadedModel, load_model
+from vaereg_core.model.feature_head import FeatureHead, fit_feature_head
 from vaereg_core.model.latent_svr import LatentSVR
 from vaereg_core.symmetry import SYMMETRY_SETS, CubeSymmetry, map_back, symmetries_for
 from vaereg_core.voxel_io import atomic_paths
@@ -48,13 +49,15 @@ CHUNK = 32
 class SplitPredictions:
     """Per-symmetry Gaussians of log C of one member on one split: mean and variance (N, T, P), truth (N, P) GPa.
 
-    ``latent`` holds a generative member's posterior means (N, T, D), else None.
+    ``latent`` holds a generative member's posterior means (N, T, D), else None;
+    ``features`` the trunk's features (N, T, F) when they were asked for.
     """
 
     mean: np.ndarray
     var: np.ndarray
     truth: np.ndarray
     latent: np.ndarray | None = None
+    features: np.ndarray | None = None
 
     def part(self, columns: Sequence[int] | None = None) -> MemberPrediction:
         """Averaged over the symmetries at ``columns`` of the T axis (all by default)."""
@@ -73,8 +76,9 @@ def cached_predictions(
     max_structures: int | None = None,
     progress: Progress | None = None,
     latents: bool = True,
+    features: bool = False,
 ) -> SplitPredictions:
-    """``model.predict_transformed`` (with latents for a generative model, unless not ``latents``) over a split, resumable through ``.npz`` files in ``cache``.
+    """``model.predict_transformed`` (with latents for a generative model, unless not ``latents``; with the trunk's features if ``features``) over a split, resumable through ``.npz`` files in ``cache``.
 
     A finished cache of the same member, split and structures that holds
     every requested symmetry (e.g. all six permutations for the cyclic three)
@@ -91,14 +95,19 @@ def cached_predictions(
     for stored_path in sorted(cache.glob(f"{stem}-*.npz")):
         with np.load(stored_path, allow_pickle=False) as stored:
             have = list(stored["codes"])
-            if set(codes) <= set(have) and np.isfinite(stored["mean"]).all() and np.allclose(stored["truth"], truth) and (not latents or "latent" in stored):
+            if (set(codes) <= set(have) and np.isfinite(stored["mean"]).all() and np.allclose(stored["truth"], truth)
+                    and (not latents or "latent" in stored) and (not features or "features" in stored)):
                 keep = [have.index(c) for c in codes]
-                return SplitPredictions(stored["mean"][:, keep], stored["var"][:, keep], truth, stored["latent"][:, keep] if latents else None)
+                return SplitPredictions(stored["mean"][:, keep], stored["var"][:, keep], truth, stored["latent"][:, keep] if latents else None,
+                                        stored["features"][:, keep] if features else None)
     path = cache / f"{stem}-{tag}.npz"
     shape = (len(truth), len(symmetries), len(columns))
     arrays = {"mean": np.full(shape, np.nan), "var": np.full(shape, np.nan)}
     if latents:
         arrays["latent"] = np.full((len(truth), len(symmetries), model.latent_dim), np.nan)
+    if features:
+        # float16: 70 MB per network for the training split's cyclic copies; the head standardises them anyway.
+        arrays["features"] = np.zeros((len(truth), len(symmetries), model.file.config.model.trunk_dense), np.float16)
     if path.is_file():
         with np.load(path, allow_pickle=False) as stored:
             if stored["mean"].shape == shape and np.array_equal(stored["codes"], codes) and np.allclose(stored["truth"], truth) and set(arrays) <= set(stored):
@@ -109,13 +118,14 @@ def cached_predictions(
             continue
         if structures.voxels is None:
             structures = load_split(data, split, model.file.config, max_structures=max_structures, seed=0)
-        for key, value in zip(("mean", "var", "latent"), model.predict_transformed(structures.voxels[rows], symmetries, latents=latents)):
+        out = model.predict_transformed(structures.voxels[rows], symmetries, latents=latents, features=features)
+        for key, value in zip(("mean", "var") + (("latent",) if latents else ()) + (("features",) if features else ()), out):
             arrays[key][rows] = value
         with atomic_paths(path, overwrite=True) as (temp,):
             np.savez(temp, truth=truth, codes=codes, **arrays)
         if progress is not None:
             progress(f"{tag} {split}", min(start + CHUNK, len(truth)), len(truth))
-    return SplitPredictions(arrays["mean"], arrays["var"], truth, arrays.get("latent"))
+    return SplitPredictions(arrays["mean"], arrays["var"], truth, arrays.get("latent"), arrays.get("features"))
 
 
 def _mape(mean: np.ndarray, truth: np.ndarray) -> list[float]:
@@ -149,6 +159,7 @@ def fit_ensemble(
     *,
     symmetries: str = "permutations",
     latent_svr: bool = True,
+    feature_head: bool = False,
     cache: str | os.PathLike = "data/forward-cache",
     val_structures: int | None = None,
     test_structures: int | None = None,
@@ -160,7 +171,10 @@ def fit_ensemble(
     """Fit the ensemble of ``model_path`` and ``member_paths`` on the validation split; report on the test split.
 
     With ``latent_svr`` and a generative ``model_path``, an SVR on its latent
-    means (trained on the training split) joins as a member. Writes
+    means (trained on the training split) joins as a member; with
+    ``feature_head`` a head on all networks' trunk features side by side
+    (trained on the training split's symmetric copies, its epoch chosen on
+    the validation split; :mod:`~vaereg_core.model.feature_head`). Writes
     ``report/report.md`` and ``report/metrics.json``, and (``write``) the
     manifest beside ``model_path`` (and the SVR's ``.latent-svr.npz``) so
     that loading that model attaches the ensemble. Returns the metrics.
@@ -176,8 +190,8 @@ def fit_ensemble(
     cache = Path(cache)
     which = symmetries_for(names, symmetries)
     identity_column = [which.index(CubeSymmetry())]
-    val = [cached_predictions(m, data, "val", which, cache, tag=symmetries, max_structures=val_structures, progress=progress) for m in models]
-    test = [cached_predictions(m, data, "test", which, cache, tag=symmetries, max_structures=test_structures, progress=progress) for m in models]
+    val = [cached_predictions(m, data, "val", which, cache, tag=symmetries, max_structures=val_structures, progress=progress, features=feature_head) for m in models]
+    test = [cached_predictions(m, data, "test", which, cache, tag=symmetries, max_structures=test_structures, progress=progress, features=feature_head) for m in models]
     members = [{"kind": "network", "file": p, "checksum": m.file.checksum, "label": label} for p, m, label in zip(paths, models, labels)]
     svr = None
     if latent_svr and models[0].is_generative:
@@ -189,6 +203,15 @@ def fit_ensemble(
         test.append(svr_predictions(svr, test[0], which))
         labels.append(f"latent SVR ({paths[0].stem})")
         members.append({"kind": "latent-svr", "file": svr_path(paths[0]), "checksum": "", "label": labels[-1], "latents_from": 0})
+    head = None
+    if feature_head:
+        train = [cached_predictions(m, data, "train", which, cache, tag=symmetries, progress=progress, latents=False, features=True) for m in models]
+        head, head_log = train_feature_head(train, val, which, names, tuple(m.file.checksum for m in models))
+        val.append(head_predictions(head, val, which))
+        test.append(head_predictions(head, test, which))
+        labels.append(f"feature head ({' + '.join(p.stem for p in paths)})")
+        members.append({"kind": "feature-head", "file": head_path(paths[0]), "checksum": "", "label": labels[-1],
+                        "features_from": list(range(len(models)))})
     truth_val, truth_test = val[0].truth, test[0].truth
 
     weights = fit_weights([v.part() for v in val], truth_val)
@@ -219,6 +242,7 @@ def fit_ensemble(
         "rows": rows,
         "ensemble": ensemble_label,
         "symmetry_study": study,
+        "feature_head_training": head_log if head is not None else None,
         "study_structures": study_structures,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -227,15 +251,44 @@ def fit_ensemble(
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     (out / "report.md").write_text(_markdown(metrics))
     if write:
-        if svr is not None:
-            svr.save(members[-1]["file"])
-            members[-1]["checksum"] = file_checksum(members[-1]["file"])
+        for member, stored in zip(members[len(models):], [x for x in (svr, head) if x is not None]):
+            stored.save(member["file"])
+            member["checksum"] = file_checksum(member["file"])
         fitted = {"split": "val", "structures": int(len(truth_val)), "data": str(data),
                   "test_MAPE": dict(zip(names, rows[ensemble_label]["MAPE"])),
                   "test_within_1sd": dict(zip(names, rows[ensemble_label]["within_1sd_recalibrated"])),
                   "test_within_2sd": dict(zip(names, rows[ensemble_label]["within_2sd_recalibrated"]))}
         write_manifest(manifest_path(paths[0]), members, names, weights, scale, symmetries, fitted)
     return metrics
+
+
+def train_feature_head(
+    train: Sequence[SplitPredictions], val: Sequence[SplitPredictions], symmetries: Sequence[CubeSymmetry],
+    names: tuple[str, ...], sources: tuple[str, ...], **options,
+) -> tuple[FeatureHead, dict]:
+    """A feature head on the networks' cached trunk features: trained on every training copy, its epoch chosen by validation MAPE."""
+    sources_of = np.array([s.constant_sources(names) for s in symmetries])  # (T, P): copy t's constant k is the original's sources_of[t, k]
+    log_targets = np.log(train[0].truth)[:, sources_of]
+    features = np.concatenate([t.features for t in train], axis=-1)
+    val_features = np.concatenate([v.features for v in val[: len(sources)]], axis=-1)
+
+    def val_mape(head: FeatureHead) -> float:
+        mean, _ = head.predict_log(val_features)
+        return float(np.mean(_mape(map_back(mean, symmetries, names).mean(1), val[0].truth)))
+
+    return fit_feature_head(features, log_targets, names, sources, val_features=val_features, val_score=val_mape, **options)
+
+
+def head_predictions(head: FeatureHead, split: Sequence[SplitPredictions], symmetries: Sequence[CubeSymmetry]) -> SplitPredictions:
+    """A feature head's per-symmetry predictions from its networks' cached features, in the network members' form."""
+    mean, var = head.predict_log(np.concatenate([s.features for s in split[: len(head.sources)]], axis=-1))
+    return SplitPredictions(map_back(mean, symmetries, head.names), map_back(var, symmetries, head.names), split[0].truth)
+
+
+def head_path(model_path: str | os.PathLike) -> Path:
+    """Where a model's feature head lives: ``NAME.feature-head.npz`` beside ``NAME.pt``."""
+    path = Path(model_path)
+    return path.with_name(path.stem + ".feature-head.npz")
 
 
 def svr_path(model_path: str | os.PathLike) -> Path:

@@ -108,14 +108,16 @@ class LoadedModel:
 
     @torch.inference_mode()
     def predict_transformed(
-        self, voxels: np.ndarray, symmetries: Sequence[CubeSymmetry], *, latents: bool = False
+        self, voxels: np.ndarray, symmetries: Sequence[CubeSymmetry], *, latents: bool = False, features: bool = False
     ) -> tuple[np.ndarray, ...]:
         """The regressor's Gaussian for each symmetric copy, mapped back to the original's constants.
 
         Returns (mean, variance) of f(C) (f = log for a log-scaled model, else
         the identity; natural units: log-GPa or GPa), each (N, T, P) for N
         structures and T symmetries; with ``latents`` also the posterior means
-        (N, T, D) of a generative model's encoder, from the same trunk pass.
+        (N, T, D) of a generative model's encoder, from the same trunk pass,
+        and with ``features`` (last) the trunk's features (N, T, F) of each
+        copy, for :class:`~vaereg_core.model.feature_head.FeatureHead` members.
         Copies of a structure go through the network in one batch.
         """
         v = self._check_grid(voxels)
@@ -125,6 +127,7 @@ class LoadedModel:
         var = np.empty_like(mean)
         network = self._require_generative("latents") if latents else self.network
         z = np.empty((len(v), len(symmetries), self.latent_dim)) if latents else None
+        trunk_features = np.empty((len(v), len(symmetries), self.file.config.model.trunk_dense), np.float32) if features else None
         scale_mean, scale_std = (np.asarray(a) for a in (self.file.scaler.mean, self.file.scaler.std))
         for start in range(0, len(v), per_batch):
             chunk = v[start : start + per_batch]
@@ -134,11 +137,13 @@ class LoadedModel:
             y_mean, y_log_var = network.regressor(h)
             if latents:
                 z[start : start + len(chunk)] = network.encoder(h)[0].double().cpu().numpy().reshape(len(chunk), len(symmetries), -1)
+            if features:
+                trunk_features[start : start + len(chunk)] = h.float().cpu().numpy().reshape(len(chunk), len(symmetries), -1)
             m = y_mean.double().cpu().numpy().reshape(len(chunk), len(symmetries), -1) * scale_std + scale_mean
             s2 = np.exp(y_log_var.double().cpu().numpy()).reshape(m.shape) * scale_std**2
             mean[start : start + len(chunk)] = map_back(m, symmetries, names)
             var[start : start + len(chunk)] = map_back(s2, symmetries, names)
-        return (mean, var, z) if latents else (mean, var)
+        return (mean, var) + ((z,) if latents else ()) + ((trunk_features,) if features else ())
 
     def predict(self, voxels: np.ndarray, symmetries: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Predicted properties: (point estimate, standard deviation) in GPa, (P,) or (N, P).
