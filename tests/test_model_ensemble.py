@@ -221,7 +221,7 @@ def test_a_feature_head_learns_and_is_deterministic_for_a_seed():
         return float(np.mean(np.abs(head.predict_log(x[held])[0] - y[held])))
 
     baseline = float(np.mean(np.abs(y[fit].mean((0, 1)) - y[held])))
-    options = dict(val_features=x[held], val_score=error, hidden=32, epochs=25, learning_rate=3e-3, dropout=0.0, batch_size=64)
+    options = dict(val_score=error, hidden=32, epochs=25, learning_rate=3e-3, dropout=0.0, batch_size=64)
     head, log = fit_feature_head(x[fit], y[fit], ("C11", "C12"), ("abc",), **options)
     assert error(head) < 0.5 * baseline and log["best_val_score"] == pytest.approx(error(head))
     again, _ = fit_feature_head(x[fit], y[fit], ("C11", "C12"), ("abc",), **options)

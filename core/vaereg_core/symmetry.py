@@ -86,6 +86,26 @@ def map_back(values: np.ndarray, symmetries: Sequence[CubeSymmetry], names: tupl
     return out
 
 
+def constant_orbits(names: tuple[str, ...], symmetries: Sequence[CubeSymmetry]) -> tuple[tuple[int, ...], ...]:
+    """The constants the symmetries carry into each other, as groups of indices into ``names``.
+
+    A prediction averaged over a group of symmetries stays equivariant only if
+    whatever is fitted per constant afterwards (ensemble weights, ± scales) is
+    the same within each group.
+
+    >>> names = ("C11", "C22", "C33", "C12", "C13", "C23")
+    >>> constant_orbits(names, cube_symmetries("cyclic")), constant_orbits(names, cube_symmetries("identity"))
+    (((0, 1, 2), (3, 4, 5)), ((0,), (1,), (2,), (3,), (4,), (5,)))
+    """
+    orbit = {i: {i} for i in range(len(names))}
+    for symmetry in symmetries:
+        for k, source in enumerate(symmetry.constant_sources(tuple(names))):
+            merged = orbit[k] | orbit[source]
+            for i in merged:
+                orbit[i] = merged
+    return tuple(sorted({tuple(sorted(group)) for group in orbit.values()}))
+
+
 def cube_symmetries(which: str = "all") -> tuple[CubeSymmetry, ...]:
     """A named set of symmetries, the identity first; each set is a group.
 

@@ -26,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--report", required=True, metavar="DIR", type=output_dir, help="report folder (report.md, metrics.json)")
     p.add_argument("--symmetries", choices=SYMMETRY_SETS, default="permutations", help="cube symmetries each member averages over")
     p.add_argument("--no-latent-svr", action="store_true", help="no SVR on the model's latent means among the members")
-    p.add_argument("--feature-head", action="store_true", help="also train a head on all networks' trunk features side by side "
-                   "(the training split's symmetric copies go through every network once: ~15 min on 2 CPU cores, cached)")
+    p.add_argument("--feature-head", action="store_true", help="also a head on all networks' trunk features side by side, "
+                   "cross-fitted on the validation split's symmetric copies (the features are cached with the predictions)")
     p.add_argument("--cache", default="data/forward-cache", metavar="DIR", type=output_dir, help="per-member predictions (resumable)")
     p.add_argument("--val-structures", type=positive_int, metavar="N", help="fit on N random validation structures (default all)")
     p.add_argument("--test-structures", type=positive_int, metavar="N", help="report on N random test structures (default all)")

@@ -101,17 +101,28 @@ def simplex_grid(members: int, step: float = 0.05) -> np.ndarray:
     return np.array(rows, np.float64) / n
 
 
-def fit_weights(parts: Sequence[MemberPrediction], truth: np.ndarray, step: float = 0.05) -> np.ndarray:
-    """Per-constant convex weights (M, P) with the lowest mean absolute relative error of exp(mean) on ``truth`` (N, P) GPa."""
+def fit_weights(parts: Sequence[MemberPrediction], truth: np.ndarray, step: float = 0.05, orbits: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    """Convex weights (M, P) with the lowest mean absolute relative error of exp(mean) on ``truth`` (N, P) GPa.
+
+    One weight vector per group of ``orbits`` (constants a symmetry carries
+    into each other, :func:`~vaereg_core.symmetry.constant_orbits`), so a
+    symmetry-averaged ensemble stays equivariant; per constant by default.
+    """
     means = np.stack([p.mean for p in parts])  # (M, N, P)
     grid = simplex_grid(len(parts), step)  # (G, M)
     blended = np.exp(np.einsum("gm,mnp->gnp", grid, means))
     error = np.mean(np.abs(blended - truth) / truth, axis=1)  # (G, P)
-    return grid[np.argmin(error, axis=0)].T
+    weights = np.empty((len(parts), truth.shape[1]))
+    for group in orbits if orbits is not None else [[p] for p in range(truth.shape[1])]:
+        weights[:, list(group)] = grid[np.argmin(error[:, list(group)].mean(1))][:, None]
+    return weights
 
 
-def fit_scales(mean: np.ndarray, var: np.ndarray, truth: np.ndarray, *, two_sd: float = 0.93, one_sd: tuple[float, float] = (0.68, 0.76)) -> np.ndarray:
+def fit_scales(mean: np.ndarray, var: np.ndarray, truth: np.ndarray, *, two_sd: float = 0.93, one_sd: tuple[float, float] = (0.68, 0.76),
+               orbits: Sequence[Sequence[int]] | None = None) -> np.ndarray:
     """Per-constant factor s (P,) on the standard deviation, from held-out truths (N, P) GPa.
+
+    With ``orbits`` one factor per group of constants, from their pooled errors.
 
     The errors of these networks are heavier-tailed than a Gaussian: no single
     scale puts 68 % of the truths within 1 sd and 95 % within 2 sd (measured:
@@ -129,11 +140,13 @@ def fit_scales(mean: np.ndarray, var: np.ndarray, truth: np.ndarray, *, two_sd: 
     """
     z = np.abs(np.log(truth) - mean) / np.sqrt(var)
     scales = np.empty(z.shape[1])
-    for p in range(z.shape[1]):
+    for group in orbits if orbits is not None else [[p] for p in range(z.shape[1])]:
+        pooled = z[:, list(group)].ravel()
         for q in np.arange(one_sd[0], one_sd[1] + 1e-9, 0.005):
-            scales[p] = np.quantile(z[:, p], q)
-            if np.mean(z[:, p] <= 2 * scales[p]) >= two_sd:
+            scale = np.quantile(pooled, q)
+            if np.mean(pooled <= 2 * scale) >= two_sd:
                 break
+        scales[list(group)] = scale
     return scales
 
 

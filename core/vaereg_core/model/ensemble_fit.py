@@ -38,7 +38,7 @@ from vaereg_core.model.splits import load_split
 from vaereg_core.model.inference import LoadedModel, load_model
 from vaereg_core.model.feature_head import FeatureHead, fit_feature_head
 from vaereg_core.model.latent_svr import LatentSVR
-from vaereg_core.symmetry import SYMMETRY_SETS, CubeSymmetry, map_back, symmetries_for
+from vaereg_core.symmetry import SYMMETRY_SETS, CubeSymmetry, constant_orbits, map_back, symmetries_for
 from vaereg_core.voxel_io import atomic_paths
 
 Progress = Callable[[str, int, int], None]
@@ -173,8 +173,8 @@ def fit_ensemble(
     With ``latent_svr`` and a generative ``model_path``, an SVR on its latent
     means (trained on the training split) joins as a member; with
     ``feature_head`` a head on all networks' trunk features side by side
-    (trained on the training split's symmetric copies, its epoch chosen on
-    the validation split; :mod:`~vaereg_core.model.feature_head`). Writes
+    (cross-fitted on the validation split's symmetric copies;
+    :func:`train_feature_head`). Writes
     ``report/report.md`` and ``report/metrics.json``, and (``write``) the
     manifest beside ``model_path`` (and the SVR's ``.latent-svr.npz``) so
     that loading that model attaches the ensemble. Returns the metrics.
@@ -205,25 +205,26 @@ def fit_ensemble(
         members.append({"kind": "latent-svr", "file": svr_path(paths[0]), "checksum": "", "label": labels[-1], "latents_from": 0})
     head = None
     if feature_head:
-        train = [cached_predictions(m, data, "train", which, cache, tag=symmetries, progress=progress, latents=False, features=True) for m in models]
-        head, head_log = train_feature_head(train, val, which, names, tuple(m.file.checksum for m in models))
-        val.append(head_predictions(head, val, which))
+        head, out_of_fold, head_log = train_feature_head(val, which, names, tuple(m.file.checksum for m in models))
+        val.append(out_of_fold)
         test.append(head_predictions(head, test, which))
         labels.append(f"feature head ({' + '.join(p.stem for p in paths)})")
         members.append({"kind": "feature-head", "file": head_path(paths[0]), "checksum": "", "label": labels[-1],
                         "features_from": list(range(len(models)))})
     truth_val, truth_test = val[0].truth, test[0].truth
 
-    weights = fit_weights([v.part() for v in val], truth_val)
+    # Weights and scales tied over the constants the symmetries exchange: the ensemble stays equivariant.
+    orbits = constant_orbits(names, which)
+    weights = fit_weights([v.part() for v in val], truth_val, orbits=orbits)
     val_mean, val_var = combine([v.part() for v in val], weights)
-    scale = fit_scales(val_mean, val_var, truth_val)
+    scale = fit_scales(val_mean, val_var, truth_val, orbits=orbits)
     test_mean, test_var = combine([t.part() for t in test], weights)
 
     rows: dict[str, dict] = {}
     for label, v, t in zip(labels, val, test):
         for tagged, columns in ((label, identity_column), (f"{label}, {symmetries} ({len(which)})", None)):
             own_val, own = v.part(columns), t.part(columns)
-            own_scale = fit_scales(own_val.mean, own_val.variance, truth_val)
+            own_scale = fit_scales(own_val.mean, own_val.variance, truth_val, orbits=constant_orbits(names, which if columns is None else ()))
             rows[tagged] = _figures(own.mean, own.variance, own_scale, truth_test)
     ensemble_label = f"ensemble ({' + '.join(labels)}), {symmetries}"
     rows[ensemble_label] = _figures(test_mean, test_var, scale, truth_test)
@@ -263,20 +264,38 @@ def fit_ensemble(
 
 
 def train_feature_head(
-    train: Sequence[SplitPredictions], val: Sequence[SplitPredictions], symmetries: Sequence[CubeSymmetry],
-    names: tuple[str, ...], sources: tuple[str, ...], **options,
-) -> tuple[FeatureHead, dict]:
-    """A feature head on the networks' cached trunk features: trained on every training copy, its epoch chosen by validation MAPE."""
-    sources_of = np.array([s.constant_sources(names) for s in symmetries])  # (T, P): copy t's constant k is the original's sources_of[t, k]
-    log_targets = np.log(train[0].truth)[:, sources_of]
-    features = np.concatenate([t.features for t in train], axis=-1)
-    val_features = np.concatenate([v.features for v in val[: len(sources)]], axis=-1)
+    val: Sequence[SplitPredictions], symmetries: Sequence[CubeSymmetry], names: tuple[str, ...], sources: tuple[str, ...],
+    *, folds: int = 2, seed: int = 0, **options,
+) -> tuple[FeatureHead, SplitPredictions, dict]:
+    """A feature head cross-fitted on the validation split's cached features (every symmetric copy a training sample).
 
-    def val_mape(head: FeatureHead) -> float:
-        mean, _ = head.predict_log(val_features)
-        return float(np.mean(_mape(map_back(mean, symmetries, names).mean(1), val[0].truth)))
+    The split is cut into ``folds``; a head trained on the others predicts
+    each fold (its epoch chosen by that fold's MAPE), so the ensemble's
+    weights and ± scale are fitted on out-of-fold predictions. The returned
+    head is trained on the whole split for the folds' mean best epoch count.
+    Returns the head, the out-of-fold predictions and a training log.
+    """
+    sources_of = np.array([s.constant_sources(names) for s in symmetries])  # copy t's constant k is the original's sources_of[t, k]
+    truth = val[0].truth
+    log_targets = np.log(truth)[:, sources_of]
+    features = np.concatenate([v.features for v in val[: len(sources)]], axis=-1)
+    order = np.random.default_rng(seed).permutation(len(truth))
+    mean, var = np.empty(log_targets.shape), np.empty(log_targets.shape)
+    log: dict = {"folds": []}
+    for k in range(folds):
+        held, rest = np.sort(order[k::folds]), np.sort(np.setdiff1d(order, order[k::folds]))
 
-    return fit_feature_head(features, log_targets, names, sources, val_features=val_features, val_score=val_mape, **options)
+        def held_mape(head: FeatureHead) -> float:
+            guess, _ = head.predict_log(features[held])
+            return float(np.mean(_mape(map_back(guess, symmetries, names).mean(1), truth[held])))
+
+        head, fold_log = fit_feature_head(features[rest], log_targets[rest], names, sources, val_score=held_mape, seed=seed + k, **options)
+        mean[held], var[held] = (map_back(a, symmetries, names) for a in head.predict_log(features[held]))
+        log["folds"].append(fold_log)
+    epochs = max(1, int(round(np.mean([f["best_epoch"] for f in log["folds"]]))))
+    head, log["final"] = fit_feature_head(features, log_targets, names, sources, seed=seed, **{**options, "epochs": epochs})
+    log["best_epoch"] = epochs
+    return head, SplitPredictions(mean, var, truth), log
 
 
 def head_predictions(head: FeatureHead, split: Sequence[SplitPredictions], symmetries: Sequence[CubeSymmetry]) -> SplitPredictions:

@@ -4,11 +4,13 @@ Each shipped network ends in a small head on its own 2,048 trunk features,
 trained on the identity copy of each training structure. This member is the
 same kind of head — one hidden layer for the mean and one for the log
 variance of log C — on the features of *all* listed networks side by side,
-trained with symmetry augmentation: every training structure's cyclic copies
-(the constants permuted as the axes are). It costs no extra convolution at
-prediction time, since the ensemble runs the networks anyway, and it learns
-what the networks' features say together rather than averaging what each
-head says alone.
+trained with symmetry augmentation: every structure's symmetric copies, the
+constants permuted as the axes are. It is a stacker: trained on structures
+the networks never saw (the validation split, cross-fitted; the networks'
+features of their own training structures are over-fitted and would teach it
+to trust them too much). It costs no extra convolution at prediction time,
+since the ensemble runs the networks anyway, and it learns what the networks'
+features say together rather than averaging what each head says alone.
 
 It is stored as plain arrays in an ``.npz`` read with ``allow_pickle=False``
 and evaluated with NumPy, so shipping it runs no code; it is bound to the
@@ -131,8 +133,7 @@ def fit_feature_head(
     names: tuple[str, ...],
     sources: tuple[str, ...],
     *,
-    val_features: np.ndarray,
-    val_score,
+    val_score=None,
     hidden: int = 1024,
     epochs: int = 30,
     learning_rate: float = 1e-3,
@@ -145,7 +146,8 @@ def fit_feature_head(
 
     ``val_score(head)`` returns a number to minimise on held-out structures
     (e.g. their symmetry-averaged MAPE); the epoch with the lowest is kept.
-    Deterministic for a seed. Returns the head and a training log.
+    Without it the last epoch's head is returned. Deterministic for a seed.
+    Returns the head and a training log.
     """
     import torch
     from torch import nn
@@ -187,8 +189,8 @@ def fit_feature_head(
         schedule.step()
         mean_net.eval()
         head = snapshot()
-        score = float(val_score(head))
-        log.append({"epoch": epoch + 1, "train_nll": float(loss.detach()), "val_score": score})
+        score = float(val_score(head)) if val_score is not None else -float(epoch)
+        log.append({"epoch": epoch + 1, "train_nll": float(loss.detach()), "val_score": score if val_score is not None else None})
         if score < best[0]:
             best = (score, head, epoch + 1)
-    return best[1], {"epochs": log, "best_epoch": best[2], "best_val_score": best[0]}
+    return best[1], {"epochs": log, "best_epoch": best[2], "best_val_score": best[0] if val_score is not None else None}
