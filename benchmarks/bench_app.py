@@ -6,11 +6,13 @@ Without a display it re-runs itself under ``xvfb-run`` (1280x1024x24, Mesa's llv
 - *launch phases*: wall time from starting ``python`` to the app's modules
   imported (``vaereg_studio.__main__``), the window built and shown (the
   window's modules, its widgets), the bundled sample drawn (reading, surface,
-  first render), and the default model ready (loaded after that first render).
-  The first launch is "cold" (whatever the OS has not cached yet); the median
-  of the others is "warm". It also says whether torch was imported before the
-  first render. The machine's load changes these figures several-fold:
-  compare two versions in one run, alternately.
+  first render), the default model ready (loaded after that first render) and
+  its latent map drawn (with whether it had to be computed: the shipped map
+  needs no encoding), and the longest event-loop gap between the first render
+  and the map. The first launch is "cold" (whatever the OS has not cached
+  yet); the median of the others is "warm". It also says whether torch or
+  pyqtgraph was imported before the first render. The machine's load changes
+  these figures several-fold: compare two versions in one run, alternately.
 - *surface*: hard-phase surface extraction of the 51³ sample (worker-thread work).
 - *frame*: median time of one ``render()`` of the 51³ sample in the 3-D view at
   the window's size, for the smooth and the blocky surface and with slices.
@@ -22,6 +24,11 @@ Without a display it re-runs itself under ``xvfb-run`` (1280x1024x24, Mesa's llv
   (:class:`vaereg_studio.latency.EventLoopProbe`, 5 ms timer) while every card
   validates on the physics solver, and while two annealing runs of 25
   iterations go side by side. The target is under 100 ms (no visible freeze).
+- *cancel*: median time from an annealing run's Cancel click to the run
+  reported finished (3 runs of 5,000 iterations, each cancelled after a few).
+- *session*: the search's cards saved as a session and reopened in the same
+  window: from File → Open Session to every card drawn (the cards' surfaces
+  are rebuilt from the saved voxels).
 """
 
 from __future__ import annotations
@@ -40,18 +47,27 @@ import sys, time
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 from vaereg_studio.__main__ import launch
+from vaereg_studio.latency import EventLoopProbe
 marks = {"imports": time.time()}
 window = launch([], settings=QSettings(sys.argv[1], QSettings.Format.IniFormat))
 marks["window"] = time.time()
+probe = EventLoopProbe()
 def mark(name):
     marks.setdefault(name, time.time())
     if name == "shown":
         marks["torch loaded at first render"] = float("torch" in sys.modules)
-    if {"shown", "model"} <= set(marks):
+        marks["pyqtgraph loaded at first render"] = float("pyqtgraph" in sys.modules)
+        probe.start()
+    if name == "map":
+        marks["map computed"] = float(window.session.map.computed)
+    if {"shown", "model", "map"} <= set(marks):
+        probe.stop()
+        marks["max gap after first render"] = probe.max_gap_ms / 1e3
         print("MARKS " + " ".join(f"{k.replace(' ', '_')}={v:.6f}" for k, v in marks.items()), flush=True)
         QTimer.singleShot(0, window.close)
 window.structureShown.connect(lambda structure: mark("shown"))
 window.modelLoaded.connect(lambda model: mark("model"))
+window.latent_panel.mapReady.connect(lambda latent_map: mark("map"))
 QTimer.singleShot(120_000, window.close)
 QApplication.instance().exec()
 """
@@ -61,6 +77,8 @@ LAUNCH_PHASES = (
     ("window", "start -> window built and shown"),
     ("shown", "start -> first render"),
     ("model", "start -> model ready"),
+    ("map", "start -> latent map drawn"),
+    ("max gap after first render", "event loop: max gap, first render -> map drawn"),
 )
 
 
@@ -72,7 +90,8 @@ def launch_marks(settings: str) -> dict[str, float]:
     if not lines:
         raise RuntimeError(f"the app did not show the sample and load the model:\n{out.stdout}\n{out.stderr}")
     marks = dict(item.split("=") for item in lines[0].split()[1:])
-    return {k.replace("_", " "): float(v) - (start if k in dict(LAUNCH_PHASES) else 0.0) for k, v in marks.items()}
+    timed = {"imports", "window", "shown", "model", "map"}
+    return {k.replace("_", " "): float(v) - (start if k in timed else 0.0) for k, v in marks.items()}
 
 
 def launch_rows(launches: list[dict[str, float]]) -> list[tuple[str, float]]:
@@ -82,8 +101,11 @@ def launch_rows(launches: list[dict[str, float]]) -> list[tuple[str, float]]:
         rows.append((f"{name}, cold (1st launch)", launches[0][key]))
         if len(launches) > 1:
             rows.append((f"{name}, warm (median of {len(launches) - 1})", statistics.median(m[key] for m in launches[1:])))
-    loaded = sum(m["torch loaded at first render"] for m in launches)
-    print(f"torch imported before the first render in {loaded:.0f} of {len(launches)} launches")
+    for name in ("torch", "pyqtgraph"):
+        loaded = sum(m[f"{name} loaded at first render"] for m in launches)
+        print(f"{name} imported before the first render in {loaded:.0f} of {len(launches)} launches")
+    computed = sum(m["map computed"] for m in launches)
+    print(f"latent map computed (encoding) in {computed:.0f} of {len(launches)} launches (0: the shipped map)")
     return rows
 
 
@@ -116,6 +138,8 @@ def in_process(frames: int) -> list[tuple[str, float]]:
         rows.append(("frame 51^3 blocky + 3 slices, opacity 0.3", median_render(window, frames)))
         rows += candidate_latency(window, folder, frames)
         rows += event_loop_gaps(window)
+        rows += cancel_latency(window)
+        rows += session_reopening(window, folder)
         window.close()
     return rows
 
@@ -201,6 +225,56 @@ def event_loop_gaps(window) -> list[tuple[str, float]]:
     probe.stop()
     rows.append(("event loop: max gap while 2 runs anneal (25 iterations)", probe.max_gap_ms / 1e3))
     return rows
+
+
+def cancel_latency(window, repeats: int = 3) -> list[tuple[str, float]]:
+    """Median seconds from an annealing run's Cancel click to the run reported finished."""
+    from PySide6.QtWidgets import QApplication
+
+    app, latent = QApplication.instance(), window.latent_panel
+    latent.iterations.setValue(5000)
+    times = []
+    for index in range(repeats):
+        latent.start_combo.setCurrentIndex(0)
+        latent.seed.setValue(10 + index)
+        run = latent.start_run()
+        while run.row.bar.value() < 3:
+            app.processEvents()
+            time.sleep(0.001)
+        t = time.perf_counter()
+        run.row.cancel_button.click()
+        while not run.finished or run.row.status_text != "cancelled":
+            app.processEvents()
+            time.sleep(0.001)
+        times.append(time.perf_counter() - t)
+    return [(f"annealing: Cancel -> run finished (median of {repeats})", statistics.median(times))]
+
+
+def session_reopening(window, folder: str) -> list[tuple[str, float]]:
+    """Seconds from opening a saved session (this window's cards) to all its cards drawn."""
+    from pathlib import Path
+
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from vaereg_studio.session.session_file import SUFFIX
+
+    panel = window.target_panel
+    path = Path(folder) / f"cards{SUFFIX}"
+    loop = QEventLoop()
+    window.exported.connect(loop.quit)
+    window.save_session(path)
+    QTimer.singleShot(300_000, loop.quit)
+    loop.exec()
+    window.exported.disconnect(loop.quit)
+    cards = len(window.session.candidates)
+    t = time.perf_counter()
+    window.open_session(path)
+    loop = QEventLoop()
+    panel.candidatesShown.connect(loop.quit)
+    QTimer.singleShot(300_000, loop.quit)
+    loop.exec()
+    panel.candidatesShown.disconnect(loop.quit)
+    return [(f"session with {cards} cards: Open Session -> cards drawn", time.perf_counter() - t)]
 
 
 def median_render(window, frames: int) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
@@ -26,13 +27,15 @@ def launched(qtbot, tmp_path, monkeypatch):
 
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # launch installs its own
     model = save_tiny_model(tmp_path / "tiny.pt")
+    gc.unfreeze()  # an earlier test's launch may have frozen its objects
 
     def start(*args: str):
         window = launch(["--model", str(model), *args], settings=private_settings(tmp_path))
         qtbot.addWidget(window)
         return window
 
-    return start
+    yield start
+    gc.unfreeze()  # launch freezes start-up's objects once the model is loaded; the next tests collect them again
 
 
 @pytest.mark.gui
@@ -136,3 +139,12 @@ def test_a_model_that_fails_to_load_leaves_the_panels_saying_why(qtbot, tmp_path
         assert panel.isEnabled() and "Loading model" not in panel.message.text()
     assert window.target_panel.find_button.isVisible()  # the model it had stays
     assert window.model is not None
+
+
+@pytest.mark.gui
+def test_start_up_objects_are_frozen_out_of_collections_once_the_model_is_loaded(qtbot, tmp_path, launched):
+    window = launched()
+    assert gc.get_freeze_count() == 0
+    with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT_MS):
+        pass
+    assert gc.get_freeze_count() > 100_000  # torch and the model among them: full collections skip them

@@ -95,3 +95,32 @@ def test_the_structure_panel_shows_an_exported_candidate_as_a_table(qtbot, tmp_p
     copy.click()
     _, metadata = read_voxel_file(folder / "k1.vti")
     np.testing.assert_allclose(json.loads(QApplication.clipboard().text()), metadata["latent"])
+
+
+@pytest.mark.gui
+def test_a_long_provenance_scrolls_in_its_panel_instead_of_growing_the_window(qtbot, tmp_path, exported):
+    """Word-wrapped rows once grew the dock and the window in a dozen steps, each re-rendering the 3-D view."""
+    from app_helpers import TIMEOUT_MS, open_and_wait, open_window
+    from PySide6.QtCore import QEvent, QObject
+
+    class Resizes(QObject):
+        count = 0
+
+        def eventFilter(self, watched, event):
+            self.count += event.type() == QEvent.Type.Resize
+            return False
+
+    folder, _ = exported
+    window = open_window(qtbot, tmp_path)
+    window.docks["structure"].raise_()
+    open_and_wait(qtbot, window, folder / "k1.vti")
+    qtbot.wait(300)
+    size, resizes = window.size(), Resizes()
+    window.viewer.installEventFilter(resizes)
+    voxels, metadata = read_voxel_file(folder / "k1.vti")
+    notes = {f"note {i}": "a value long enough to be wrapped over several lines of the panel " * 2 for i in range(20)}
+    with qtbot.waitSignal(window.structureShown, timeout=TIMEOUT_MS):
+        window.session.show_voxels(voxels, "annotated", {**metadata, **notes})
+    qtbot.wait(300)
+    assert len(window.structure_panel.provenance.rows) > 20
+    assert window.size() == size and resizes.count == 0

@@ -48,7 +48,7 @@ def launch(argv: Sequence[str] | None = None, settings: QSettings | None = None)
         Settings store; the user's by default.
     """
     args = build_parser().parse_args(argv)
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
     from vaereg_studio.dialogs import install_excepthook
@@ -59,9 +59,13 @@ def launch(argv: Sequence[str] | None = None, settings: QSettings | None = None)
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
-    if app.findChild(GuiThreadCollector) is None:
-        GuiThreadCollector(parent=app).start()
+    collector = app.findChild(GuiThreadCollector)
+    if collector is None:
+        collector = GuiThreadCollector(parent=app)
+        collector.start()
     window = MainWindow(settings, load_default_model=False)
+    # Start-up's objects (torch, the model) are in memory once the model has loaded.
+    window.modelLoaded.connect(lambda model: collector.freeze(), Qt.ConnectionType.SingleShotConnection)
     if args.reset_layout:
         window.reset_layout()
     install_excepthook(window.report_error)

@@ -45,6 +45,16 @@ class GuiThreadCollector(QObject):
         self._timer.stop()
         gc.enable()
 
+    def freeze(self) -> None:
+        """Move every object alive now into the permanent generation, which later collections skip.
+
+        For when start-up has made its long-lived objects (modules, torch, the
+        model): a full collection scanned all of them, ~0.3 s of the UI thread
+        with torch loaded (0 ms once frozen). Frozen objects are still freed by
+        reference counting; only cycles among them wait for the process to end.
+        """
+        gc.freeze()
+
     @property
     def is_active(self) -> bool:
         """Whether the timer collects (automatic collection is off)."""
