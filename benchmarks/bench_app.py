@@ -1,6 +1,7 @@
 """Benchmark the desktop app: start to first rendered structure, surface extraction, frame time.
 
-Run: ``.venv/bin/python benchmarks/bench_app.py [--launches 4] [--frames 10] [--start-only]``.
+Run: ``.venv/bin/python benchmarks/bench_app.py [--launches 4] [--frames 10] [--start-only] [--baseline DIR]``
+(``--launches 0``: the in-window measures only).
 Without a display it re-runs itself under ``xvfb-run`` (1280x1024x24, Mesa's llvmpipe).
 
 - *launch phases*: wall time from starting ``python`` to the app's modules
@@ -82,10 +83,16 @@ LAUNCH_PHASES = (
 )
 
 
-def launch_marks(settings: str) -> dict[str, float]:
-    """Seconds from starting a new app process to each launch phase (and whether torch was loaded at first render)."""
+def launch_marks(settings: str, checkout: str | None = None) -> dict[str, float]:
+    """Seconds from starting a new app process to each launch phase (and whether torch was loaded at first render).
+
+    ``checkout``: run the app of that source tree (its ``core`` and root first on the path) instead of the installed one.
+    """
+    env = dict(os.environ)
+    if checkout is not None:
+        env["PYTHONPATH"] = os.pathsep.join([os.path.join(checkout, "core"), checkout])
     start = time.time()
-    out = subprocess.run([sys.executable, "-c", CHILD, settings], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", CHILD, settings], capture_output=True, text=True, timeout=300, env=env)
     lines = [line for line in out.stdout.splitlines() if line.startswith("MARKS ")]
     if not lines:
         raise RuntimeError(f"the app did not show the sample and load the model:\n{out.stdout}\n{out.stderr}")
@@ -94,18 +101,29 @@ def launch_marks(settings: str) -> dict[str, float]:
     return {k.replace("_", " "): float(v) - (start if k in timed else 0.0) for k, v in marks.items()}
 
 
-def launch_rows(launches: list[dict[str, float]]) -> list[tuple[str, float]]:
-    """Cold (first launch) and warm (median of the others) seconds of each phase."""
+FLOOR = "import PySide6.QtWidgets, numpy, pyvistaqt"
+"""What the first render cannot do without (Qt, NumPy, the 3-D view's pyvista, VTK and matplotlib), no app code."""
+
+
+def import_floor() -> float:
+    """Seconds from starting ``python`` to :data:`FLOOR` imported."""
+    start = time.time()
+    subprocess.run([sys.executable, "-c", FLOOR], check=True, timeout=300)
+    return time.time() - start
+
+
+def launch_rows(launches: list[dict[str, float]], label: str = "") -> list[tuple[str, float]]:
+    """Cold (first launch) and warm (median of the others) seconds of each phase; ``label`` prefixes the rows."""
     rows = []
     for key, name in LAUNCH_PHASES:
-        rows.append((f"{name}, cold (1st launch)", launches[0][key]))
+        rows.append((f"{label}{name}, cold (1st launch)", launches[0][key]))
         if len(launches) > 1:
-            rows.append((f"{name}, warm (median of {len(launches) - 1})", statistics.median(m[key] for m in launches[1:])))
+            rows.append((f"{label}{name}, warm (median of {len(launches) - 1})", statistics.median(m[key] for m in launches[1:])))
     for name in ("torch", "pyqtgraph"):
         loaded = sum(m[f"{name} loaded at first render"] for m in launches)
-        print(f"{name} imported before the first render in {loaded:.0f} of {len(launches)} launches")
+        print(f"{label}{name} imported before the first render in {loaded:.0f} of {len(launches)} launches")
     computed = sum(m["map computed"] for m in launches)
-    print(f"latent map computed (encoding) in {computed:.0f} of {len(launches)} launches (0: the shipped map)")
+    print(f"{label}latent map computed (encoding) in {computed:.0f} of {len(launches)} launches (0: the shipped map)")
     return rows
 
 
@@ -292,20 +310,33 @@ def main() -> None:
     parser.add_argument("--launches", type=int, default=4)
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--start-only", action="store_true", help="only the launch phases (start to first render and to model ready)")
+    parser.add_argument("--baseline", metavar="DIR", help="another checkout (e.g. git archive of an older commit) launched alternately with this one")
     args = parser.parse_args()
     if not os.environ.get("DISPLAY") and shutil.which("xvfb-run") and not os.environ.get("BENCH_APP_XVFB"):
         env = {**os.environ, "BENCH_APP_XVFB": "1"}
         cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", sys.executable, *sys.argv]
         sys.exit(subprocess.call(cmd, env=env))
+    launches: list[dict[str, float]] = []
+    baseline: list[dict[str, float]] = []
+    floor: list[float] = []
     with tempfile.TemporaryDirectory() as folder:
         settings = os.path.join(folder, "settings.ini")
-        launches = [launch_marks(settings) for _ in range(args.launches)]
-    rows = launch_rows(launches)
+        for _ in range(args.launches):  # alternately, so both see the same load
+            launches.append(launch_marks(settings))
+            if args.baseline:
+                baseline.append(launch_marks(settings, args.baseline))
+            floor.append(import_floor())
+    rows = launch_rows(launches) if launches else []
+    if floor:
+        rows.append((f"floor: start -> {FLOOR[len('import '):]} (median of {len(floor)})", statistics.median(floor)))
+    if baseline:
+        rows += launch_rows(baseline, "baseline: ")
     if not args.start_only:
         rows += in_process(args.frames)
-    print(f"{'measure':<58}{'ms':>9}")
+    width = max([58, *(len(name) + 2 for name, _ in rows)])
+    print(f"{'measure':<{width}}{'ms':>9}")
     for name, seconds in rows:
-        print(f"{name:<58}{1e3 * seconds:>9.0f}")
+        print(f"{name:<{width}}{1e3 * seconds:>9.0f}")
 
 
 if __name__ == "__main__":

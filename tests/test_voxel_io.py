@@ -214,6 +214,7 @@ def test_smooth_surface_is_closed_and_encloses_the_hard_volume(structure):
     surface = hard_phase_surface(structure, smooth=True)
     assert surface.n_cells > 0
     assert surface.n_open_edges == 0
+    assert surface.is_all_triangles and surface.n_points == surface.clean().n_points  # no duplicate points to merge
     # Contouring at 0.5 between voxel centres keeps the volume close to the voxel count.
     assert surface.volume == pytest.approx(structure.sum(), rel=0.1)
 

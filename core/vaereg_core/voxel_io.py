@@ -447,12 +447,12 @@ def hard_phase_surface(voxels: np.ndarray, *, smooth: bool = True, spacing: floa
     if smooth:
         grid = pv.ImageData(dimensions=padded.shape, spacing=(spacing,) * 3, origin=(-0.5 * spacing,) * 3)
         grid.point_data["phase"] = padded.ravel(order="F").astype(np.float32)
-        surface = grid.contour([0.5], scalars="phase", method="flying_edges")
-    else:
-        grid = pv.ImageData(dimensions=tuple(n + 1 for n in padded.shape), spacing=(spacing,) * 3, origin=(-spacing,) * 3)
-        grid.cell_data["phase"] = padded.ravel(order="F")
-        surface = grid.threshold(0.5, scalars="phase").extract_surface(algorithm="dataset_surface")
-    return surface.triangulate().clean()
+        # Flying edges gives triangles with shared points already: cleaning them
+        # changed nothing and cost 60-120 ms of each structure shown (51³).
+        return grid.contour([0.5], scalars="phase", method="flying_edges")
+    grid = pv.ImageData(dimensions=tuple(n + 1 for n in padded.shape), spacing=(spacing,) * 3, origin=(-spacing,) * 3)
+    grid.cell_data["phase"] = padded.ravel(order="F")
+    return grid.threshold(0.5, scalars="phase").extract_surface(algorithm="dataset_surface").triangulate().clean()
 
 
 def export_stl(path: str | os.PathLike, voxels: np.ndarray, *, smooth: bool = True, spacing: float = 1.0, overwrite: bool = False) -> Path:
