@@ -75,6 +75,8 @@ def test_a_model_of_another_material_is_named_in_the_status_bar_about_and_struct
     with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT_MS):
         window.open_model(path)
     assert window.findChild(QLabel, "statusModel").text() == f"mmc.pt · trained for {named}"
+    training = window.session.model.training  # the shipped table is the paper's, the model's own is not here
+    assert training.properties is None and f"not the model's {named}" in training.reason
     assert f"for {named};" in window.structure_panel.predicted.text()  # no structure yet: the model's description
     with qtbot.waitSignal(window.predicted, timeout=TIMEOUT_MS) as blocker:
         open_and_wait(qtbot, window, voxel_io.write_voxels(tmp_path / "s19.npy", small_structure(19)))

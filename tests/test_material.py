@@ -149,3 +149,24 @@ def test_shipped_models_are_of_the_papers_material():
         pytest.skip("no shipped models in this installation")
     for path in models:
         assert load_model_file(path).material == PAPER_MATERIAL, path
+
+
+def test_the_app_judges_a_model_of_another_material_with_a_table_of_its_phases(other_material_dataset, tmp_path):
+    from vaereg_core.inverse.feasibility import IMPOSSIBLE
+    from vaereg_core.inverse.targets import parse_target
+    from vaereg_studio.design_state import model_training_data, training_data
+    from vaereg_studio.design_worker import feasibility
+
+    names = ("C11",)
+    shipped = training_data(names)
+    if shipped.properties is None:
+        pytest.skip("no shipped dataset in this installation")
+    assert model_training_data(names, PAPER_MATERIAL, str(other_material_dataset)).path == shipped.path  # the paper's: shipped
+    own = model_training_data(names, OTHER.material, str(other_material_dataset))
+    assert own.path == other_material_dataset and own.properties.shape == (2, 1)
+    missing = model_training_data(names, OTHER.material, str(tmp_path / "gone.h5"))
+    assert missing.properties is None and f"not the model's {describe(OTHER.material)}" in missing.reason
+    # 28.6 GPa, the paper's typical C11, is below this material's soft phase (103.7 GPa): no structure has it.
+    target = parse_target(["C11=28.6"], names, {"C11": (100.0, 400.0)})
+    assert feasibility(target, own.properties, OTHER.material).verdict == IMPOSSIBLE
+    assert feasibility(target, shipped.properties, PAPER_MATERIAL).verdict != IMPOSSIBLE

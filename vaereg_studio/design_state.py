@@ -27,6 +27,7 @@ from vaereg_core.inverse.design import Candidate, Refinement, Validation, candid
 from vaereg_core.inverse.feasibility import default_target
 from vaereg_core.inverse.latent_map import LatentMap, latent_map
 from vaereg_core.inverse.targets import Target
+from vaereg_core.physics.phases import Material, describe
 from vaereg_core.resources import default_dataset_path
 from vaereg_studio.physics_process import validate_in_process
 from vaereg_studio.structure import surface_mesh
@@ -100,8 +101,23 @@ class TrainingData:
     default: dict[str, float] | None = None
 
 
-def training_data(property_names: tuple[str, ...], path: Path | None = None) -> TrainingData:
-    """Read the property table the free properties are filled from (default: the shipped dataset)."""
+def model_training_data(property_names: tuple[str, ...], material: Material, recorded: str | None) -> TrainingData:
+    """The property table of a model's own material: the shipped dataset's when its phases are the model's, else the
+    table the model records it was trained on (``recorded``), when that file is here and of the same phases.
+
+    A table of other phases would judge targets, fill free properties and seed designs with the wrong
+    material's stiffnesses, so without one of the model's phases there is none (and the reason says so).
+    """
+    shipped = training_data(property_names, material=material)
+    if shipped.properties is not None or not recorded:
+        return shipped
+    own = training_data(property_names, Path(recorded), material=material)
+    return own if own.properties is not None else shipped
+
+
+def training_data(property_names: tuple[str, ...], path: Path | None = None, material: Material | None = None) -> TrainingData:
+    """Read the property table the free properties are filled from (default: the shipped dataset), refused when its
+    phases are not ``material``'s."""
     path = default_dataset_path() if path is None else Path(path)
     if not path.is_file():
         return TrainingData(path, None, f"No training property table at {path}, so every property needs a value.")
@@ -111,6 +127,10 @@ def training_data(property_names: tuple[str, ...], path: Path | None = None) -> 
         return TrainingData(path, None, f"The training property table cannot be read ({exc}), so every property needs a value.")
     if len(table) == 0:
         return TrainingData(path, None, f"The training property table {path.name} is empty, so every property needs a value.")
+    phases = Material.from_record(table.solver)
+    if material is not None and phases != material:
+        return TrainingData(path, None, f"The property table {path.name} is for {describe(phases)}, not the model's "
+                                        f"{describe(material)}, so every property needs a value.")
     columns = [PROPERTY_NAMES.index(n) for n in property_names]
     try:
         default = default_target(table, property_names)

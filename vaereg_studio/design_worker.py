@@ -19,6 +19,7 @@ from vaereg_core.inverse.design import Candidate, Validation
 from vaereg_core.inverse.feasibility import Feasibility, assess
 from vaereg_core.inverse.targets import Target
 from vaereg_core.inverse.verified import Design, DesignResult
+from vaereg_core.physics.phases import Material
 from vaereg_studio.design_process import DesignJob, design_in_child
 from vaereg_studio.design_state import compute_slot, thumbnail_mesh
 from vaereg_studio.physics_process import run_in_process
@@ -69,9 +70,9 @@ class DesignOutcome:
     designs: list[FoundDesign]
 
 
-def feasibility(target: Target, reference: np.ndarray | None) -> Feasibility:
-    """The target's feasibility against the training property table (tens of ms: a worker's job)."""
-    return assess(target, reference=reference)
+def feasibility(target: Target, reference: np.ndarray | None, material: Material) -> Feasibility:
+    """The target's feasibility for the model's material against its training property table (tens of ms: a worker's job)."""
+    return assess(target, reference=reference, hard=material.hard, soft=material.soft)
 
 
 def run_design(job: DesignJob, progress: Callable[[dict], None], cancel: Callable[[], bool]) -> DesignOutcome | None:

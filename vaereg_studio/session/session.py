@@ -32,10 +32,10 @@ from vaereg_studio.design_state import (
     find_candidates,
     load_or_compute_map,
     model_identity,
+    model_training_data,
     point_metadata,
     run_refinement,
     thumbnail_mesh,
-    training_data,
     validate_structure,
 )
 from vaereg_studio.design_worker import DesignOutcome, FoundDesign, feasibility, run_design
@@ -186,7 +186,8 @@ class DesignSession:
                 self.verdict = verdict
                 self.events.feasibility.emit(verdict)
 
-        self.runner.submit(feasibility, target, self.model.training.properties, key="feasibility", on_result=done, on_error=self.events.feasibility.emit)
+        self.runner.submit(feasibility, target, self.model.training.properties, self.model.model.material, key="feasibility",
+                           on_result=done, on_error=self.events.feasibility.emit)
 
     # ------------------------------------------------------------------ candidates
 
@@ -492,4 +493,5 @@ def _load_model(path: Path) -> LoadedModel:
     """Load a model with its training table and identity (worker thread)."""
     physics_process.start_server()  # validations and designs then start in a fraction of a second
     model = model_state.load(path)
-    return LoadedModel(model, path, model_identity(path), training_data(tuple(model.property_names)), model_state.describe(model, path))
+    training = model_training_data(tuple(model.property_names), model.material, model.file.metadata.get("data"))
+    return LoadedModel(model, path, model_identity(path), training, model_state.describe(model, path))
