@@ -99,7 +99,7 @@ def test_the_structure_panel_shows_an_exported_candidate_as_a_table(qtbot, tmp_p
 
 @pytest.mark.gui
 def test_a_long_provenance_scrolls_in_its_panel_instead_of_growing_the_window(qtbot, tmp_path, exported):
-    """Word-wrapped rows once grew the dock and the window in a dozen steps, each re-rendering the 3-D view."""
+    """Word-wrapped rows once grew the panel, the dock and the window in a dozen steps, each re-rendering the 3-D view."""
     from app_helpers import TIMEOUT_MS, open_and_wait, open_window
     from PySide6.QtCore import QEvent, QObject
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMenu, QScrollArea, QWidget
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QWidget
 
 from vaereg_core import voxel_io
 from vaereg_core.errors import NotBinaryError, VaeRegError
@@ -118,7 +118,7 @@ class MainWindow(QMainWindow):
         events.restored.connect(self._restored)
         self.docks = {
             "view": self._add_dock("View", "viewDock", self.view_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
-            "structure": self._add_dock("Structure", "structureDock", self.structure_panel, Qt.DockWidgetArea.LeftDockWidgetArea, scrolled=True),
+            "structure": self._add_dock("Structure", "structureDock", self.structure_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
             "target": self._add_dock("Target properties", "targetDock", self.target_panel, Qt.DockWidgetArea.RightDockWidgetArea),
             "latent": self._add_dock("Latent explorer", "latentDock", self.latent_panel, Qt.DockWidgetArea.RightDockWidgetArea),
         }
@@ -141,22 +141,11 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ building
 
-    def _add_dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea, scrolled: bool = False) -> QDockWidget:
-        """A dock holding ``widget``; ``scrolled``: in a scroll area, for content whose height depends on what it shows."""
+    def _add_dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(name)  # saveState/restoreState match docks by object name
-        if scrolled:
-            # A structure's provenance (word-wrapped rows) once grew the dock, and
-            # with it the window, in a dozen steps, each re-rendering the 3-D view
-            # (~0.15 s a frame on llvmpipe); scrolled, the window keeps its size.
-            scroll = QScrollArea()
-            scroll.setWidgetResizable(True)
-            scroll.setFrameShape(QFrame.Shape.NoFrame)
-            scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-            scroll.setWidget(widget)
-            widget = scroll
-        widget.setMinimumWidth(280)
         dock.setWidget(widget)
+        widget.setMinimumWidth(280)
         self.addDockWidget(area, dock)
         return dock
 

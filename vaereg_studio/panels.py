@@ -11,11 +11,13 @@ from PySide6.QtWidgets import (
     QColorDialog,
     QComboBox,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -196,9 +198,16 @@ class StructurePanel(QWidget):
         layout.addWidget(info)
 
         self.provenance = ProvenanceTable()
+        # Scrolled: a long provenance (word-wrapped rows) once grew the panel, the
+        # dock and the window in a dozen steps, each re-rendering the 3-D view.
+        provenance_scroll = QScrollArea()
+        provenance_scroll.setWidgetResizable(True)
+        provenance_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        provenance_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        provenance_scroll.setWidget(self.provenance)
         provenance_box = QGroupBox("Stored with the file")
-        QVBoxLayout(provenance_box).addWidget(self.provenance)
-        layout.addWidget(provenance_box)
+        QVBoxLayout(provenance_box).addWidget(provenance_scroll)
+        layout.addWidget(provenance_box, 1)
 
         predicted_box = QGroupBox("Predicted properties (model)")
         self.predicted = QLabel()
@@ -206,7 +215,6 @@ class StructurePanel(QWidget):
         self.predicted.setWordWrap(True)
         QVBoxLayout(predicted_box).addWidget(self.predicted)
         layout.addWidget(predicted_box)
-        layout.addStretch(1)
         self.set_model_status("No model loaded.")
 
     def show_structure(self, structure: Structure) -> None:
