@@ -60,6 +60,10 @@ CASES = [
     (["dataset", "build", "--out", "{dir}/d.h5", "--fields", "-1"], "--fields"),
     (["dataset", "build", "--out", "{dir}/d.h5", "--fields", "0"], "--fields"),
     (["dataset", "build", "--out", "{dir}/d.h5", "--workers", "0"], "--workers"),
+    (["dataset", "build", "--out", "{dir}/d.h5", "--workers", "100000"], "--workers"),  # a LocalCluster of 100,000 processes
+    (["dataset", "build", "--out", "{dir}/d.h5", "--scheduler", "notanaddress"], "--scheduler"),
+    (["dataset", "build", "--out", "{dir}/d.h5", "--scheduler", "http://127.0.0.1:8786"], "--scheduler"),
+    (["dataset", "build", "--out", "{dir}/d.h5", "--hard", "410"], "--hard"),
     (["dataset", "build", "--out", "{dir}/d.h5", "--size", "1"], "--size"),
     (["dataset", "build", "--out", "{dir}/d.h5", "--tol", "0"], "--tol"),
     (["dataset", "build", "--out", "{dir}/d.h5", "--device", "tpu"], "--device"),

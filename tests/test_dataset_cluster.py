@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -97,3 +99,21 @@ def test_the_command_says_so_in_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("vaereg dataset build: error: --scheduler tcp://127.0.0.1:9: cannot reach") and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize("address", ["notanaddress", "http://127.0.0.1:8786", "tcp://127.0.0.1:port"])
+def test_what_is_no_address_is_refused_before_any_connection(tmp_path, address):
+    path = tmp_path / "never.h5"
+    started = time.monotonic()
+    with pytest.raises(SchedulerError, match="is not a scheduler address"):
+        build_dataset(path, recipe=RECIPE, scheduler=address, limit=1)
+    assert time.monotonic() - started < 2 and not path.exists()
+
+
+def test_a_malformed_address_is_one_line_and_no_traceback_at_exit(tmp_path):
+    # Run as a process of its own: a half-made Client printed its traceback when collected, after the error line.
+    out = tmp_path / "never.h5"
+    done = subprocess.run([sys.executable, "-m", "vaereg_core.cli", "dataset", "build", "--out", str(out), "--scheduler", "http://127.0.0.1:8786"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "--scheduler 'http://127.0.0.1:8786' is not a scheduler address" in done.stderr and not out.exists()

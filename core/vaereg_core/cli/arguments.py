@@ -237,9 +237,25 @@ def model_or_default(path: str | None) -> Path:
     return default
 
 
+WORKERS_PER_CORE = 4
+"""Most LocalCluster workers per CPU core: beyond that they only add memory and contention (more machines: --scheduler)."""
+
+
+def local_workers(text: str) -> int:
+    """A LocalCluster's worker count: from 1 to :data:`WORKERS_PER_CORE` times the machine's cores."""
+    cores = os.cpu_count() or 1
+    value = int_range(1)(text)
+    if value > WORKERS_PER_CORE * cores:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {WORKERS_PER_CORE * cores} ({WORKERS_PER_CORE} per core of this machine's {cores}; "
+            f"--scheduler computes on more machines), got {value}")
+    return value
+
+
 def add_execution_options(p: argparse.ArgumentParser, what: str) -> None:
     """``--workers`` and ``--scheduler``: where the solves run (here, a LocalCluster, or a running Dask cluster)."""
-    p.add_argument("--workers", type=positive_int, default=1,
-                   help=f"{what} on a Dask LocalCluster of this many worker processes (default 1: in this process)")
+    p.add_argument("--workers", type=local_workers, default=1,
+                   help=f"{what} on a Dask LocalCluster of this many worker processes (default 1: in this process; "
+                        f"at most {WORKERS_PER_CORE} per CPU core)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="address of a running Dask scheduler (tcp://host:8786) whose workers do the work; --workers is then ignored")

@@ -55,6 +55,26 @@ class _DieWithClient(WorkerPlugin):
             die_with_parent(self.client_pid)
 
 
+def check_address(scheduler: str) -> None:
+    """Refuse what cannot be a scheduler's address (no port, an unknown scheme) before a ``Client`` exists.
+
+    A ``Client`` that fails on its address prints a traceback when it is
+    garbage-collected; it is never made for such an address.
+
+    Raises
+    ------
+    SchedulerError
+        ``scheduler`` is not an address Dask can connect to.
+    """
+    from distributed.comm.addressing import get_address_host_port, parse_address
+
+    try:
+        if parse_address(scheduler)[0] != "inproc":  # an in-process scheduler's address has no port
+            get_address_host_port(scheduler)
+    except ValueError as exc:
+        raise SchedulerError(f"--scheduler {scheduler!r} is not a scheduler address ({exc}); give tcp://HOST:PORT") from None
+
+
 @contextmanager
 def compute_client(workers: int = 1, scheduler: str | None = None) -> Iterator[Client]:
     """A Dask client: of a new ``LocalCluster``, or of a running scheduler.
@@ -71,11 +91,13 @@ def compute_client(workers: int = 1, scheduler: str | None = None) -> Iterator[C
     Raises
     ------
     SchedulerError
-        The scheduler cannot be reached within :data:`CONNECT_TIMEOUT_S`.
+        ``scheduler`` is not an address, or the scheduler cannot be reached
+        within :data:`CONNECT_TIMEOUT_S`.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if scheduler is not None:
+        check_address(scheduler)
         try:
             client = Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
         except (OSError, ValueError, TypeError) as exc:
