@@ -15,6 +15,12 @@ Writes ``results.json``, ``report.md`` (per-target table, fractions within 1 % /
 ``error_vs_time.png`` (best verified error against wall time, every target, both methods).
 Resumable: targets already in ``results.json`` with today's design settings are skipped; an entry
 made with other settings keeps its annealing run and gets a new verified one.
+
+Longer budgets (the "≤ 1 % within 5 min" goal): ``--missed docs/inverse/verified/results.json --seconds 300
+--out docs/inverse/verified-300s`` runs only the targets whose verified error in that file is above the goal
+(the others met it within that file's budget) and writes their error against wall time beside that file's
+runs; ``--only KEY`` (repeatable, a target's key as the results print it) runs just those targets, so that
+each timed run can be a process of its own.
 """
 
 from __future__ import annotations
@@ -160,6 +166,67 @@ def report(results: dict, out: Path, seconds: float) -> None:
     fig.savefig(out / "error_vs_time.png", dpi=110)
 
 
+def error_at(trace: list, seconds: float) -> float:
+    """The best verified error of a run's trace by ``seconds`` of wall time (NaN before its first solve)."""
+    errors = [e for t, e in trace if t <= seconds]
+    return min(errors) if errors else float("nan")
+
+
+def time_to(trace: list, goal: float) -> float | None:
+    """Wall time at which a run's best error first met ``goal`` (None: never)."""
+    return next((t for t, e in trace if e <= goal), None)
+
+
+def longer_budget_report(results: dict, baseline_path: str, out: Path, seconds: float, goal: float) -> None:
+    """The goal within a longer budget: rerun targets beside those that met it within the baseline's budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    baseline = json.loads(Path(baseline_path).read_text())
+    base_seconds = max(r["verified"]["settings"]["seconds"] for r in baseline.values())
+    met_before = [k for k, r in baseline.items() if r["verified"]["error"] <= goal]
+    met_now = [k for k, r in results.items() if r["verified"]["error"] <= goal]
+    total = len(met_before) + len(results)
+    lines = [f"# Physics-verified design: ≤ {100 * goal:g} % within {seconds:g} s", "",
+             f"The {len(baseline)} six-constant test targets of `{baseline_path}` "
+             f"({base_seconds:g} s each): {len(met_before)} met {100 * goal:g} % within {base_seconds:g} s there and are not rerun. "
+             f"The {len(results)} that did not were run again with a {seconds:g} s budget (the loop stops at the goal), "
+             "one process each under a shared lock; errors are the solver's (tol 1e-4) mean relative error of the best design. "
+             f"Regenerate: `.venv/bin/python benchmarks/bench_design.py --missed {baseline_path} "
+             f"--seconds {seconds:g} --out {out.as_posix()}` (resumable; `--only KEY` for one target a process).", "",
+             f"**Within {100 * goal:g} % in {seconds:g} s: {len(met_before) + len(met_now)} of {total} targets** "
+             f"({len(met_before)} within {base_seconds:g} s, {len(met_now)} of the {len(results)} rerun); within 2 %: "
+             f"{len(met_before) + sum(r['verified']['error'] <= 0.02 for r in results.values())} of {total}.", "",
+             f"| target | error at {base_seconds:g} s (this run) | error at {base_seconds:g} s (baseline) | final error | met {100 * goal:g} % at | seconds | solves | load average |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, r in results.items():
+        v = r["verified"]
+        reached = time_to(v["trace"], goal)
+        lines.append(f"| {key} | {100 * error_at(v['trace'], base_seconds):.2f} % | {100 * baseline[key]['verified']['error']:.2f} % | "
+                     f"{100 * v['error']:.2f} % | {'—' if reached is None else f'{reached:.0f} s'} | {v['seconds']:.0f} | "
+                     f"{v['solver_calls']} | {v.get('load_average', float('nan')):.1f} |")
+    lines += ["", "Load average: the 1-minute figure when each run ended, on 2 cores (above 2, other work shared the CPU).",
+              "", "![error against wall time](error_vs_time.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for key in met_before:
+        t, e = zip(*baseline[key]["verified"]["trace"])
+        ax.step(t, 100 * np.array(e), where="post", color="0.6", alpha=0.6)
+    for r in results.values():
+        t, e = zip(*r["verified"]["trace"])
+        ax.step(t, 100 * np.array(e), where="post", color="tab:blue", alpha=0.7)
+    ax.plot([], [], color="0.6", label=f"met {100 * goal:g} % within {base_seconds:g} s (baseline run)")
+    ax.plot([], [], color="tab:blue", label=f"rerun with {seconds:g} s (best solved so far)")
+    ax.axhline(100 * goal, color="k", lw=0.8, ls="--")
+    ax.axvline(base_seconds, color="k", lw=0.6, ls=":")
+    ax.set(xlabel="wall time (s), 2-core CPU", ylabel="solver's mean relative error (%)", yscale="log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "error_vs_time.png", dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(default_model_path()))
@@ -169,6 +236,8 @@ def main() -> None:
     parser.add_argument("--out", default="docs/inverse/verified")
     parser.add_argument("--no-annealing", action="store_true")
     parser.add_argument("--c11", action="store_true", help="the C11 demonstration's targets on the C11 model, two alternatives each")
+    parser.add_argument("--missed", metavar="RESULTS", help="run only the targets whose verified error in this results.json is above the goal")
+    parser.add_argument("--only", metavar="KEY", action="append", help="run only this target (its key as printed; repeatable)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -181,8 +250,11 @@ def main() -> None:
     store = out / "results.json"
     results = json.loads(store.read_text()) if store.is_file() else {}
     settings = DesignSettings(seconds=args.seconds)
+    baseline = json.loads(Path(args.missed).read_text()) if args.missed else None
     for spec in test_targets(table, model.property_names, args.targets, args.seed):
         key = " ".join(f"{n}={v:.1f}" for n, v in spec.items())
+        if (args.only and key not in args.only) or (baseline is not None and baseline[key]["verified"]["error"] <= settings.goal):
+            continue
         entry = results.get(key)
         # An entry is reused whole if its verified run had today's settings; else only its annealing run
         # (which the design settings do not change).
@@ -191,14 +263,17 @@ def main() -> None:
         target = parse_target(spec, model.property_names, model.ranges)
         annealing = entry["annealing"] if entry is not None and entry.get("annealing") else None
         entry = {"target": spec, "verified": run_verified(model, target, settings, reference)}
-        entry["annealing"] = annealing or (None if args.no_annealing else run_annealing(model, target, reference))
+        skip_annealing = args.no_annealing or baseline is not None
+        entry["annealing"] = annealing or (None if skip_annealing else run_annealing(model, target, reference))
         results[key] = entry
         store.write_text(json.dumps(results, indent=1))
         v = entry["verified"]
         a = entry["annealing"] or {"error": float("nan"), "seconds": float("nan")}
         print(f"{key}: verified {100 * v['error']:.2f} % in {v['seconds']:.0f} s ({v['solver_calls']} solves); "
               f"annealing {100 * a['error']:.2f} % in {a['seconds']:.0f} s", flush=True)
-    if not args.no_annealing:
+    if baseline is not None:
+        longer_budget_report(results, args.missed, out, args.seconds, settings.goal)
+    elif not args.no_annealing:
         report(results, out, args.seconds)
 
 
