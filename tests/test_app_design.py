@@ -387,7 +387,10 @@ def test_validation_in_a_child_process_matches_and_cancels_fast(tmp_path):
     from vaereg_core.inverse.design import validate
     from vaereg_core.inverse.targets import parse_target
     from vaereg_studio.design_state import CancelToken
-    from vaereg_studio.physics_process import validate_in_process
+    from vaereg_studio.physics_process import idle_workers, validate_in_process
+
+    def running() -> list:  # the warm validation workers waiting for work are meant to stay
+        return [p for p in multiprocessing.active_children() if p not in idle_workers()]
 
     target = parse_target({"C11": 40.0, "C12": 15.0}, ["C11", "C22", "C33", "C12", "C13", "C23"])
     voxels = small_structure(19)
@@ -410,17 +413,69 @@ def test_validation_in_a_child_process_matches_and_cancels_fast(tmp_path):
         timer.join()
         assert time.perf_counter() - cancelled_at[0] < 0.5, f"the cancel at {delay} s did not return within 0.5 s"
         deadline = time.perf_counter() + 30
-        while multiprocessing.active_children() and time.perf_counter() < deadline:
+        while running() and time.perf_counter() < deadline:
             time.sleep(0.05)
-        assert not multiprocessing.active_children(), "the killed child process is still running"
+        assert not running(), "the killed child process is still running"
     cancelled = CancelToken()
     cancelled.cancel()
     with pytest.raises(Cancelled):
         validate_in_process(big, target, cancelled)
-    assert not multiprocessing.active_children(), "a cancelled validation started a child"
+    assert not running(), "a cancelled validation started a child"
 
     with pytest.raises(VaeRegError, match="binary|0 and 1|values"):
         validate_in_process(np.full((8, 8, 8), 7, np.uint8), target, CancelToken())
+
+
+def test_validations_reuse_a_warm_worker_that_a_cancel_kills_and_that_ends_with_its_pipe():
+    from app_helpers import small_structure
+
+    from vaereg_core.errors import VaeRegError
+    from vaereg_core.inverse.annealing import Cancelled
+    from vaereg_core.inverse.design import validate
+    from vaereg_core.inverse.targets import parse_target
+    from vaereg_studio import physics_process
+    from vaereg_studio.design_state import CancelToken
+
+    target = parse_target({"C11": 40.0}, ["C11", "C22", "C33", "C12", "C13", "C23"])
+    first, second = small_structure(12), 1 - small_structure(12)
+
+    def only_worker():
+        (worker,) = physics_process.idle_workers()
+        return worker
+
+    with physics_process._idle_lock:  # start from no idle worker, whatever earlier tests left
+        stale, physics_process._idle_workers[:] = list(physics_process._idle_workers), []
+    for w in stale:
+        w.kill()
+    physics_process.validate_in_process(first, target, CancelToken())
+    worker = only_worker()
+    answer = physics_process.validate_in_process(second, target, CancelToken())
+    assert only_worker() is worker and worker.is_alive(), "the second validation did not go to the warm worker"
+    assert answer.constants == pytest.approx(validate(second, target).constants, rel=1e-9)
+    with pytest.raises(VaeRegError, match="binary|values"):  # an error answers and keeps the worker
+        physics_process.validate_in_process(np.full((6, 6, 6), 7, np.uint8), target, CancelToken())
+    assert only_worker() is worker
+
+    polls = []
+
+    def cancel_while_solving() -> bool:  # polled before the request, then every 0.05 s while the worker solves
+        polls.append(None)
+        return len(polls) > 3
+
+    with pytest.raises(Cancelled):
+        physics_process.validate_in_process(small_structure(64), target, cancel_while_solving)
+    worker.join(timeout=30)
+    assert not worker.is_alive() and physics_process.idle_workers() == [], "the cancel did not end the worker"
+    physics_process.validate_in_process(first, target, CancelToken())
+    fresh = only_worker()
+    assert fresh is not worker and fresh.is_alive()
+
+    # The app's end closes the pipe: the idle worker then exits by itself.
+    with physics_process._idle_lock:
+        kept = physics_process._idle_workers.pop()
+    kept.conn.close()
+    fresh.join(timeout=30)
+    assert not fresh.is_alive() and fresh.exitcode == 0, "an idle worker outlived its pipe"
 
 
 def test_a_child_that_cannot_start_raises_its_error_in_the_caller():
