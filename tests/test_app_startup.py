@@ -142,9 +142,20 @@ def test_a_model_that_fails_to_load_leaves_the_panels_saying_why(qtbot, tmp_path
 
 
 @pytest.mark.gui
-def test_start_up_objects_are_frozen_out_of_collections_once_the_model_is_loaded(qtbot, tmp_path, launched):
+def test_start_up_objects_are_frozen_until_another_model_replaces_the_first(qtbot, tmp_path, launched):
+    import weakref
+
+    from inverse_helpers import save_tiny_model
+
     window = launched()
     assert gc.get_freeze_count() == 0
     with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT_MS):
         pass
     assert gc.get_freeze_count() > 100_000  # torch and the model among them: full collections skip them
+    first = weakref.ref(window.model)
+    with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT_MS):
+        window.open_model(save_tiny_model(tmp_path / "other.pt"))
+    assert gc.get_freeze_count() == 0
+    qtbot.waitUntil(lambda: not window.is_busy, timeout=TIMEOUT_MS)
+    gc.collect()
+    assert first() is None  # the replaced model's cycles were collected

@@ -15,6 +15,7 @@ from vaereg_studio import APP_NAME, ORGANIZATION, __version__
 if TYPE_CHECKING:  # Qt is imported only when the app starts, so --help answers without a display
     from PySide6.QtCore import QSettings
 
+    from vaereg_studio.gui_thread_gc import GuiThreadCollector
     from vaereg_studio.main_window import MainWindow
 
 
@@ -48,7 +49,7 @@ def launch(argv: Sequence[str] | None = None, settings: QSettings | None = None)
         Settings store; the user's by default.
     """
     args = build_parser().parse_args(argv)
-    from PySide6.QtCore import Qt, QTimer
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from vaereg_studio.dialogs import install_excepthook
@@ -64,8 +65,7 @@ def launch(argv: Sequence[str] | None = None, settings: QSettings | None = None)
         collector = GuiThreadCollector(parent=app)
         collector.start()
     window = MainWindow(settings, load_default_model=False)
-    # Start-up's objects (torch, the model) are in memory once the model has loaded.
-    window.modelLoaded.connect(lambda model: collector.freeze(), Qt.ConnectionType.SingleShotConnection)
+    freeze_start_up_objects(window, collector)
     if args.reset_layout:
         window.reset_layout()
     install_excepthook(window.report_error)
@@ -76,6 +76,25 @@ def launch(argv: Sequence[str] | None = None, settings: QSettings | None = None)
     if model is not None:
         open_model_after_first_structure(window, model)
     return window
+
+
+def freeze_start_up_objects(window: MainWindow, collector: GuiThreadCollector) -> None:
+    """Freeze start-up's objects out of the collections once the first model is in; unfreeze them when it is replaced.
+
+    The frozen start-up model would otherwise stay in memory after another
+    model replaces it: it holds reference cycles, which only the collector frees.
+    """
+    loaded = 0
+
+    def model_loaded(model: object) -> None:
+        nonlocal loaded
+        loaded += 1
+        if loaded == 1:
+            collector.freeze()
+        elif loaded == 2:
+            collector.unfreeze()
+
+    window.modelLoaded.connect(model_loaded)
 
 
 def startup_model() -> Path | None:

@@ -51,9 +51,13 @@ class GuiThreadCollector(QObject):
         For when start-up has made its long-lived objects (modules, torch, the
         model): a full collection scanned all of them, ~0.3 s of the UI thread
         with torch loaded (0 ms once frozen). Frozen objects are still freed by
-        reference counting; only cycles among them wait for the process to end.
+        reference counting; cycles among them (a model is one) wait for :meth:`unfreeze`.
         """
         gc.freeze()
+
+    def unfreeze(self) -> None:
+        """Give the frozen objects back to the collector (what was long-lived may be garbage now)."""
+        gc.unfreeze()
 
     @property
     def is_active(self) -> bool:
