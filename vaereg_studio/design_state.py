@@ -421,15 +421,16 @@ def load_or_compute_map(
     max_structures: int,
     progress: Callable[[int, int], None],
     cancel: CancelToken,
+    dataset_path: Path | None = None,
 ) -> tuple[LatentMap, Path | None, bool]:
-    """The stored map if one fits the model, else a new one (worker thread).
+    """The stored map if one fits the model, else a new one from ``dataset_path`` (default: the shipped dataset; worker thread).
 
     Returns the map, where it is stored, and whether it was computed now.
     """
     cached = load_cached_map(model, model_path, cache_dir)
     if cached is not None:
         return cached[0], cached[1], False
-    found, path = compute_map(model, model_path, cache_dir, max_structures, progress, cancel)
+    found, path = compute_map(model, model_path, cache_dir, max_structures, progress, cancel, dataset_path)
     return found, path, True
 
 

@@ -325,8 +325,10 @@ class DesignSession:
             self.map = MapState(*result)
             self.events.latent_map.emit(self.map)
 
+        # The map is of the model's own training table (its material's), when the app has one.
+        dataset = loaded.training.path if loaded.training.properties is not None else None
         self.runner.submit(
-            load_or_compute_map, loaded.model, loaded.path, self.map_cache_dir, self.map_structures, progress, task.token,
+            load_or_compute_map, loaded.model, loaded.path, self.map_cache_dir, self.map_structures, progress, task.token, dataset,
             key="map", task=task, on_result=done, on_error=self.events.latent_map.emit,
         )
 
