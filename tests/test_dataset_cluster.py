@@ -117,3 +117,19 @@ def test_a_malformed_address_is_one_line_and_no_traceback_at_exit(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "--scheduler 'http://127.0.0.1:8786' is not a scheduler address" in done.stderr and not out.exists()
+
+
+def test_a_local_cluster_starts_quietly_beside_a_running_clusters_dashboard(recwarn):
+    import socket
+
+    from vaereg_core.dataset.cluster import compute_client
+
+    taken = socket.socket()
+    try:
+        taken.bind(("", 8787))  # where a running cluster's dashboard listens (or it is taken already)
+        taken.listen()
+    except OSError:
+        pass
+    with taken, compute_client(workers=1) as client:
+        assert client.submit(sum, [1, 2]).result() == 3
+    assert not [w for w in recwarn if "already in use" in str(w.message)]

@@ -114,7 +114,10 @@ def compute_client(workers: int = 1, scheduler: str | None = None) -> Iterator[C
         cluster = LocalCluster(
             # Quiet: a task's failure comes back through its future; the log would add shutdown races
             # (a worker's last heartbeat to the closing scheduler) to the build's output.
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.CRITICAL
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.CRITICAL,
+            # No dashboard, but the scheduler's HTTP routes (health, metrics) still listen: on a free local port,
+            # not on 8787, where a running cluster's dashboard made it print a three-line warning.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         )
     with cluster, Client(cluster, set_as_default=False) as client:
         client.register_plugin(_DieWithClient(os.getpid()))
