@@ -392,6 +392,7 @@ def test_validation_in_a_child_process_matches_and_cancels_fast(tmp_path):
     def running() -> list:  # the warm validation workers waiting for work are meant to stay
         return [p for p in multiprocessing.active_children() if p not in idle_workers()]
 
+    join_warm_ups()
     target = parse_target({"C11": 40.0, "C12": 15.0}, ["C11", "C22", "C33", "C12", "C13", "C23"])
     voxels = small_structure(19)
     there = validate_in_process(voxels, target, CancelToken())
@@ -426,6 +427,15 @@ def test_validation_in_a_child_process_matches_and_cancels_fast(tmp_path):
         validate_in_process(np.full((8, 8, 8), 7, np.uint8), target, CancelToken())
 
 
+def join_warm_ups() -> None:
+    """Wait for the warm validation workers a model load started (they then wait idle)."""
+    from vaereg_studio.physics_process import WARM_UP_THREAD
+
+    for thread in threading.enumerate():
+        if thread.name == WARM_UP_THREAD:
+            thread.join(timeout=120)
+
+
 def test_validations_reuse_a_warm_worker_that_a_cancel_kills_and_that_ends_with_its_pipe():
     from app_helpers import small_structure
 
@@ -443,10 +453,20 @@ def test_validations_reuse_a_warm_worker_that_a_cancel_kills_and_that_ends_with_
         (worker,) = physics_process.idle_workers()
         return worker
 
-    with physics_process._idle_lock:  # start from no idle worker, whatever earlier tests left
-        stale, physics_process._idle_workers[:] = list(physics_process._idle_workers), []
-    for w in stale:
-        w.kill()
+    def stop_idle_workers() -> None:
+        join_warm_ups()
+        with physics_process._idle_lock:
+            stale, physics_process._idle_workers[:] = list(physics_process._idle_workers), []
+        for w in stale:
+            w.kill()
+
+    # The server start warms as many workers as validations run at once, each with a solve behind it.
+    stop_idle_workers()
+    physics_process.start_server()
+    join_warm_ups()
+    assert len(physics_process.idle_workers()) == physics_process._MAX_IDLE
+    assert all(w.is_alive() for w in physics_process.idle_workers())
+    stop_idle_workers()  # from here on, one worker
     physics_process.validate_in_process(first, target, CancelToken())
     worker = only_worker()
     answer = physics_process.validate_in_process(second, target, CancelToken())

@@ -13,9 +13,10 @@ needs the ``if __name__ == "__main__":`` guard (children import the main module)
 
 Validations go to warm workers: children that stay after answering and take
 the next structure, so a one-shot validation pays neither a process start nor
-a fresh process's slower first solve (``benchmarks/bench_validation.py``: a
-51³ candidate 3.55 s against 4.19 s median, 1.98 s against 2.76 s at best, on
-the loaded 2-core machine; the solve alone 3.90 s and 2.00 s). A cancel kills the worker (the next validation starts a new one);
+a fresh process's slower first solve; :func:`start_server` warms them at a
+model load (``benchmarks/bench_validation.py``, a 51³ candidate, medians on 2
+cores at load 4.3–4.8: a child per validation 2.32 s, the first validation
+after a model load 2.11 s, later ones 1.97 s, the solve alone 1.83 s). A cancel kills the worker (the next validation starts a new one);
 an idle worker exits when this process ends (its pipe closes).
 """
 
@@ -57,12 +58,46 @@ def _get_context() -> Any:
 
 
 def start_server() -> None:
-    """Start the forkserver now (on a worker: it imports the solver and torch), so the first child starts at once."""
+    """Start the forkserver now (on a worker: it imports the solver and torch), so the first child starts at once.
+
+    Then, in the background, the warm validation workers, each with a first
+    solve behind it, so that the first validations are as quick as the later ones.
+    """
     if _get_context().get_start_method() == "forkserver":
         try:
             multiprocessing.forkserver.ensure_running()
         except OSError:  # no process could be started now: the first validation tries again and says why
-            pass
+            return
+    threading.Thread(target=_warm_up_workers, name=WARM_UP_THREAD, daemon=True).start()
+
+
+WARM_UP_THREAD = "physics-workers-warm-up"
+WARM_UP_SIZE = 51
+"""Grid of the warm-up solve: the shipped models' (a first solve at a size costs ~0.5 s more than the next ones)."""
+
+
+def _warm_up_workers() -> None:
+    """New workers up to the idle ones kept, each after a first solve (on a helper thread)."""
+    workers = [_WarmWorker() for _ in range(_MAX_IDLE - len(idle_workers()))]
+    try:
+        for worker in workers:  # all started first: their solves then run side by side
+            worker.start(lambda: False, 0.05)
+            worker.conn.send((_warm_up, ()))
+        for worker in workers:
+            _answer(worker.process, worker.conn, lambda: False, None, 0.05, "warm-up")
+    except (OSError, VaeRegError):  # no worker now: the first validation starts one and says what is wrong
+        for worker in workers:
+            worker.kill()
+        return
+    for worker in workers:
+        _keep_worker(worker)
+
+
+def _warm_up(report: Callable[[Any], None]) -> None:
+    """A first solve in a new worker, as validations solve: a laminate at :data:`WARM_UP_SIZE` (a few iterations)."""
+    laminate = np.zeros((WARM_UP_SIZE,) * 3, np.uint8)
+    laminate[: WARM_UP_SIZE // 2] = 1
+    validate(laminate, Target(("C11",), np.ones(1)))
 
 
 def _child(conn: Connection, function: Callable[..., Any], args: tuple) -> None:
