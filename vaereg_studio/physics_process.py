@@ -108,10 +108,14 @@ def _child(conn: Connection, function: Callable[..., Any], args: tuple) -> None:
     """
     os.nice(10)  # background work: the UI process gets the CPU first
     try:
-        conn.send(("result", function(*args, lambda message: conn.send(("progress", message)))))
+        answer = ("result", function(*args, lambda message: conn.send(("progress", message))))
     except BaseException as exc:  # noqa: BLE001 (every failure goes back as a message)
         # Exceptions with their own constructor arguments do not always unpickle: send text.
-        conn.send(("error", str(exc) if isinstance(exc, VaeRegError) else f"{type(exc).__name__}: {exc}"))
+        answer = ("error", str(exc) if isinstance(exc, VaeRegError) else f"{type(exc).__name__}: {exc}")
+    try:
+        conn.send(answer)
+    except (BrokenPipeError, ConnectionResetError):  # the app closed or gave up on this work: nobody to tell
+        pass
     finally:
         conn.close()
 
