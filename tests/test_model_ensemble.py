@@ -195,6 +195,11 @@ def test_a_feature_head_joins_the_ensemble_and_keeps_it_symmetric(fitted_with_he
     mean = model.predict(voxels)[0]
     moved = model.predict(np.ascontiguousarray(shift.apply(voxels)))[0]
     np.testing.assert_allclose(moved, mean[list(shift.constant_sources(model.property_names))], rtol=1e-5)
+    # The identity set (one pass a network, for ranking proposals) is the members' plain predictions combined.
+    single = model.forward.predict_log(voxels[None], symmetries="identity")[0]
+    plain = [network.predict_transformed(voxels[None], (CubeSymmetry(),))[0][:, 0] for network in model.forward.networks]
+    assert not np.allclose(single, np.log(mean))
+    np.testing.assert_allclose(model.forward.member_predictions(voxels[None], "identity")[1].mean, plain[1], rtol=1e-12)
 
 
 def test_a_changed_feature_head_makes_the_manifest_stale(fitted_with_head, tmp_path):

@@ -17,7 +17,8 @@ and a chain moves in three ways, each confirmed by the solver:
   decoder give the Jacobian of log C in z; the step minimises the linearised
   error within a radius that grows on success and shrinks on failure, its
   scale corrected from each step's outcome;
-- *random moves* ranked by the model's regressor, corrected at the chain's
+- *random moves* ranked by the model's forward ensemble (its own regressor
+  when it has none; one pass a network), corrected at the chain's
   state by the solver's residual there (once the trust radius has shrunk to
   nothing, or with ``search="random"``).
 
@@ -454,7 +455,10 @@ class _Run:
         return new
 
     def surrogate(self, voxels: np.ndarray) -> np.ndarray:
-        return self.model.predict_transformed(voxels, (CubeSymmetry(),))[0][:, 0]  # log C, (N, P)
+        """log C (N, P) by the model's forward ensemble (one pass a network) or, without one, its own regressor."""
+        if self.model.forward is not None:
+            return self.model.forward.predict_log(voxels, symmetries="identity")[0]
+        return self.model.predict_transformed(voxels, (CubeSymmetry(),))[0][:, 0]
 
     def correction(self, state: VerifiedState) -> np.ndarray:
         # The solver's residual at a checked state; 0 for constants it did not compute (free ones).
