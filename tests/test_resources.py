@@ -40,7 +40,7 @@ def test_the_default_model_comes_with_its_forward_ensemble():
 
     model = load_model(default_model_path(), "cpu")
     assert model.forward is not None, model.forward_note
-    assert model.describe_forward().startswith("ensemble of 3") and model.symmetries == "cyclic"
+    assert model.describe_forward().startswith("ensemble of 4") and model.symmetries == "cyclic" and len(model.forward.heads) == 1
     fitted = model.forward.fitted
     assert fitted["split"] == "val" and set(fitted["test_MAPE"]) == set(model.property_names)
 
