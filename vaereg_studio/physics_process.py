@@ -107,17 +107,22 @@ def _child(conn: Connection, function: Callable[..., Any], args: tuple) -> None:
     ``("result", value)`` or ``("error", text)``.
     """
     os.nice(10)  # background work: the UI process gets the CPU first
-    try:
-        answer = ("result", function(*args, lambda message: conn.send(("progress", message))))
-    except BaseException as exc:  # noqa: BLE001 (every failure goes back as a message)
-        # Exceptions with their own constructor arguments do not always unpickle: send text.
-        answer = ("error", str(exc) if isinstance(exc, VaeRegError) else f"{type(exc).__name__}: {exc}")
+    answer = _run_request(conn, function, args)
     try:
         conn.send(answer)
     except (BrokenPipeError, ConnectionResetError):  # the app closed or gave up on this work: nobody to tell
         pass
     finally:
         conn.close()
+
+
+def _run_request(conn: Connection, function: Callable, args: tuple) -> tuple[str, Any]:
+    """Run one request, its progress sent as it comes: ``("result", value)`` or ``("error", text)``."""
+    try:
+        return ("result", function(*args, lambda message: conn.send(("progress", message))))
+    except BaseException as exc:  # noqa: BLE001 (every failure goes back as a message)
+        # Exceptions with their own constructor arguments do not always unpickle: send text.
+        return ("error", str(exc) if isinstance(exc, VaeRegError) else f"{type(exc).__name__}: {exc}")
 
 
 def _serve(conn: Connection) -> None:
@@ -128,10 +133,7 @@ def _serve(conn: Connection) -> None:
             function, args = conn.recv()
         except (EOFError, OSError):  # the app closed the pipe or ended
             return
-        try:
-            answer = ("result", function(*args, lambda message: conn.send(("progress", message))))
-        except BaseException as exc:  # noqa: BLE001 (every failure goes back as a message)
-            answer = ("error", str(exc) if isinstance(exc, VaeRegError) else f"{type(exc).__name__}: {exc}")
+        answer = _run_request(conn, function, args)
         try:
             conn.send(answer)
         except OSError:  # the app closed or gave up on this work: nobody to tell
