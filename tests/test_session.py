@@ -129,8 +129,13 @@ def test_a_new_search_drops_the_old_candidates_validations(session, runner):
     session.validate(0)
     session.find_candidates(0, 1)  # cancels the validation of the old k1
     runner.wait_idle(TIMEOUT_S)
-    assert first[0].status == "validating" and first[0].validation is None
-    assert all(e.status == "not validated" for e in session.candidates)
+    # A warm validation worker can finish the tiny structure before the cancel arrives: then the old entry is
+    # validated. Either way nothing of it reaches the new search's candidates.
+    cancelled = first[0].status == "validating" and first[0].validation is None
+    finished_first = first[0].status == "validated" and first[0].validation is not None
+    assert cancelled or finished_first, first[0].status
+    assert all(e.status == "not validated" and e.validation is None for e in session.candidates)
+    assert all(e is not first[0] for e in session.candidates)
 
 
 def test_a_model_that_cannot_load_is_one_error_and_the_old_model_stays(session, runner, tmp_path):
