@@ -106,7 +106,7 @@ def cached_predictions(
     if latents:
         arrays["latent"] = np.full((len(truth), len(symmetries), model.latent_dim), np.nan)
     if features:
-        # float16: 70 MB per network for the training split's cyclic copies; the head standardises them anyway.
+        # float16: 24 MB per network for 1,920 structures' cyclic copies; the head standardises them anyway.
         arrays["features"] = np.zeros((len(truth), len(symmetries), model.file.config.model.trunk_dense), np.float16)
     if path.is_file():
         with np.load(path, allow_pickle=False) as stored:
@@ -176,7 +176,8 @@ def fit_ensemble(
     (cross-fitted on the validation split's symmetric copies;
     :func:`train_feature_head`). Writes
     ``report/report.md`` and ``report/metrics.json``, and (``write``) the
-    manifest beside ``model_path`` (and the SVR's ``.latent-svr.npz``) so
+    manifest beside ``model_path`` (and the SVR's ``.latent-svr.npz``, the
+    head's ``.feature-head.npz``) so
     that loading that model attaches the ensemble. Returns the metrics.
     """
     started = time.perf_counter()
@@ -278,7 +279,7 @@ def train_feature_head(
     sources_of = np.array([s.constant_sources(names) for s in symmetries])  # copy t's constant k is the original's sources_of[t, k]
     truth = val[0].truth
     log_targets = np.log(truth)[:, sources_of]
-    features = np.concatenate([v.features for v in val[: len(sources)]], axis=-1)
+    features = _head_inputs(val, len(sources))
     order = np.random.default_rng(seed).permutation(len(truth))
     mean, var = np.empty(log_targets.shape), np.empty(log_targets.shape)
     log: dict = {"folds": []}
@@ -300,8 +301,13 @@ def train_feature_head(
 
 def head_predictions(head: FeatureHead, split: Sequence[SplitPredictions], symmetries: Sequence[CubeSymmetry]) -> SplitPredictions:
     """A feature head's per-symmetry predictions from its networks' cached features, in the network members' form."""
-    mean, var = head.predict_log(np.concatenate([s.features for s in split[: len(head.sources)]], axis=-1))
+    mean, var = head.predict_log(_head_inputs(split, len(head.sources)))
     return SplitPredictions(map_back(mean, symmetries, head.names), map_back(var, symmetries, head.names), split[0].truth)
+
+
+def _head_inputs(split: Sequence[SplitPredictions], networks: int) -> np.ndarray:
+    """The first ``networks`` members' cached trunk features side by side, (N, T, networks · F): a head's input."""
+    return np.concatenate([s.features for s in split[:networks]], axis=-1)
 
 
 def head_path(model_path: str | os.PathLike) -> Path:

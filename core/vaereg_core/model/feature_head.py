@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from vaereg_core.errors import ModelFileError
+from vaereg_core.model.array_files import read_array_file
 
 FORMAT = "vaereg-feature-head"
 VERSION = 1
@@ -75,7 +76,7 @@ class FeatureHead:
 
     @classmethod
     def untrained(cls, names: tuple[str, ...], sources: tuple[str, ...], *, features: int, hidden: int, seed: int = 0) -> "FeatureHead":
-        """A randomly initialised head (for tests and as the start of :func:`fit_feature_head`)."""
+        """A randomly initialised head (for tests and examples; :func:`fit_feature_head` trains its own)."""
         rng = np.random.default_rng(seed)
         p = len(names)
 
@@ -103,18 +104,13 @@ class FeatureHead:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureHead":
         """Read a file written by :meth:`save`; a clear error for anything else."""
+        def build(f) -> "FeatureHead":
+            return cls(tuple(str(n) for n in f["names"]), tuple(str(s) for s in f["sources"]),
+                       *(f[k].astype(np.float64) for k in ("x_mean", "x_scale", "y_mean", "y_scale")),
+                       {k: f[k].astype(np.float64) for k in _LAYERS})
+
         path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                if str(f["format"]) != FORMAT or int(f["version"]) != VERSION:
-                    raise ModelFileError(path, f"not a feature-head file of version {VERSION}")
-                head = cls(tuple(str(n) for n in f["names"]), tuple(str(s) for s in f["sources"]),
-                           *(f[k].astype(np.float64) for k in ("x_mean", "x_scale", "y_mean", "y_scale")),
-                           {k: f[k].astype(np.float64) for k in _LAYERS})
-        except ModelFileError:
-            raise
-        except (OSError, KeyError, ValueError, EOFError) as exc:
-            raise ModelFileError(path, f"unreadable feature-head file ({exc})") from None
+        head = read_array_file(path, FORMAT, VERSION, "feature-head", build)
         d, p, w = head.x_mean.size, len(head.names), head.layers
         expected = {}
         for kind in ("mean", "var"):

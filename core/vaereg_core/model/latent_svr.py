@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from vaereg_core.errors import ModelFileError
+from vaereg_core.model.array_files import read_array_file
 
 FORMAT = "vaereg-latent-svr"
 VERSION = 1
@@ -103,21 +104,16 @@ class LatentSVR:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "LatentSVR":
         """Read a file written by :meth:`save`; a clear error for anything else."""
+        def build(f) -> "LatentSVR":
+            names = tuple(str(n) for n in f["names"])
+            support = tuple(f[f"support_{p}"].astype(np.float64) for p in range(len(names)))
+            dual = tuple(f[f"dual_{p}"].astype(np.float64) for p in range(len(names)))
+            return cls(names, str(f["model_checksum"]), f["z_mean"], f["z_scale"], support, dual,
+                       f["intercept"], f["gamma"], f["residual_var"])
+
         path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                if str(f["format"]) != FORMAT or int(f["version"]) != VERSION:
-                    raise ModelFileError(path, f"not a latent-SVR file of version {VERSION}")
-                names = tuple(str(n) for n in f["names"])
-                support = tuple(f[f"support_{p}"].astype(np.float64) for p in range(len(names)))
-                dual = tuple(f[f"dual_{p}"].astype(np.float64) for p in range(len(names)))
-                svr = cls(names, str(f["model_checksum"]), f["z_mean"], f["z_scale"], support, dual,
-                          f["intercept"], f["gamma"], f["residual_var"])
-        except ModelFileError:
-            raise
-        except (OSError, KeyError, ValueError, EOFError) as exc:
-            raise ModelFileError(path, f"unreadable latent-SVR file ({exc})") from None
+        svr = read_array_file(path, FORMAT, VERSION, "latent-SVR", build)
         dim = svr.z_mean.size
-        if any(sv.ndim != 2 or sv.shape[1] != dim or sv.shape[0] != a.size for sv, a in zip(support, dual)):
+        if any(sv.ndim != 2 or sv.shape[1] != dim or sv.shape[0] != a.size for sv, a in zip(svr.support, svr.dual)):
             raise ModelFileError(path, "latent-SVR arrays have inconsistent shapes")
         return svr
