@@ -52,15 +52,20 @@ def test_weights_prefer_the_better_member_and_sum_to_one():
     assert mean.shape == var.shape == (500, 2) and np.all(var >= 1e-4 - 1e-12)
 
 
-@pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
-    """Two tiny models (different weights) and their ensemble fitted on a tiny dataset."""
-    folder = tmp_path_factory.mktemp("ensemble")
+def fit_tiny_ensemble(folder, **options):
+    """Two tiny models (different weights) in ``folder`` and their ensemble fitted on a tiny dataset there."""
     data = write_synthetic_dataset(folder / "tiny.h5")
     gm = save_tiny_model(folder / "gm.pt", seed=0)
     other = save_tiny_model(folder / "other.pt", seed=1)
-    metrics = fit_ensemble(gm, [other], data, folder / "report", symmetries="permutations", cache=folder / "cache", device="cpu")
-    return folder, data, gm, other, metrics
+    metrics = fit_ensemble(gm, [other], data, folder / "report", cache=folder / "cache", device="cpu", **options)
+    return data, gm, other, metrics
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """The tiny ensemble over the six permutations."""
+    folder = tmp_path_factory.mktemp("ensemble")
+    return (folder, *fit_tiny_ensemble(folder, symmetries="permutations"))
 
 
 def test_fit_writes_report_and_manifest_and_loading_attaches_it(fitted):
@@ -170,10 +175,7 @@ def test_a_pickled_or_damaged_svr_file_is_refused_without_running_it(tmp_path):
 def fitted_with_head(tmp_path_factory):
     """The tiny ensemble again, with a feature head on both networks' trunk features."""
     folder = tmp_path_factory.mktemp("ensemble-head")
-    data = write_synthetic_dataset(folder / "tiny.h5")
-    gm = save_tiny_model(folder / "gm.pt", seed=0)
-    other = save_tiny_model(folder / "other.pt", seed=1)
-    metrics = fit_ensemble(gm, [other], data, folder / "report", symmetries="cyclic", feature_head=True, cache=folder / "cache", device="cpu")
+    _, gm, _, metrics = fit_tiny_ensemble(folder, symmetries="cyclic", feature_head=True)
     return folder, gm, metrics
 
 
