@@ -1,5 +1,6 @@
 """The forward ensemble: combination, calibration, manifest (attach, stale, damaged), fit end to end and the CLI."""
 
+import contextlib
 import json
 
 import numpy as np
@@ -202,6 +203,30 @@ def test_a_feature_head_joins_the_ensemble_and_keeps_it_symmetric(fitted_with_he
     plain = [network.predict_transformed(voxels[None], (CubeSymmetry(),))[0][:, 0] for network in model.forward.networks]
     assert not np.allclose(single, np.log(mean))
     np.testing.assert_allclose(model.forward.member_predictions(voxels[None], "identity")[1].mean, plain[1], rtol=1e-12)
+
+
+def test_the_numpy_members_predict_on_one_blas_thread_as_on_several(fitted_with_head, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from vaereg_core.model import ensemble
+
+    _, gm, _ = fitted_with_head
+    model = load_model(gm, "cpu")
+    voxels = np.random.default_rng(6).integers(0, 2, (3, 19, 19, 19), dtype=np.uint8)
+    seen = []
+    predict = type(model.forward.heads[0][1]).predict_log
+
+    def recording(head, features):
+        seen.append({lib["internal_api"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+        return predict(head, features)
+
+    monkeypatch.setattr(type(model.forward.heads[0][1]), "predict_log", recording)
+    limited = model.forward.predict_log(voxels)
+    assert seen and all(set(threads.values()) == {1} for threads in seen)
+    monkeypatch.setattr(ensemble, "_blas_single_thread", contextlib.nullcontext)
+    several = model.forward.predict_log(voxels)
+    for a, b in zip(limited, several):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
 def test_a_changed_feature_head_makes_the_manifest_stale(fitted_with_head, tmp_path):

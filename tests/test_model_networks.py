@@ -38,6 +38,18 @@ def test_paper_shapes(properties, prior, k):
     assert out.reconstruction_logits.shape == (2, 1, 51, 51, 51)
 
 
+def test_trunk_pools_before_its_activation_with_the_layer_order_s_exact_outputs_and_gradients():
+    torch.manual_seed(0)
+    net = VAERegression(ModelConfig(properties=ALL_PROPERTIES))
+    x = torch.randn(2, 1, 51, 51, 51)  # negative and positive pre-activations, ties impossible
+    layered = net.trunk.dense(net.trunk.features(x))  # the Sequential's order: conv, LeakyReLU, pool
+    reordered = net.trunk(x)
+    assert torch.equal(reordered, layered)
+    grad_layered = torch.autograd.grad(layered.sum(), net.trunk.features[0].weight)[0]
+    grad_reordered = torch.autograd.grad(reordered.sum(), net.trunk.features[0].weight)[0]
+    assert torch.allclose(grad_reordered, grad_layered, rtol=1e-5, atol=1e-6)
+
+
 def test_decoder_layers_follow_table_3():
     net = VAERegression(ModelConfig())
     z = torch.randn(3, 16)

@@ -37,7 +37,15 @@ class Trunk(nn.Module):
         self.dense = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * size**3, config.trunk_dense), nn.ReLU())
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dense(self.features(x))
+        # Each block pools before its LeakyReLU: the activation is monotone, so
+        # max-pooling commutes with it exactly (bit-identical outputs and
+        # gradients) and it runs on an eighth of the voxels (the 51³ first block
+        # was a third of a prediction's time).
+        blocks = self.features
+        for i in range(0, len(blocks), 3):
+            conv, activation, pool = blocks[i : i + 3]
+            x = activation(pool(conv(x)))
+        return self.dense(x)
 
 
 class GaussianHead(nn.Module):
@@ -71,7 +79,7 @@ class Decoder(nn.Module):
             blocks += [
                 nn.Upsample(scale_factor=2, mode="nearest"),
                 nn.Conv3d(in_channels, channels, kernel_size=3, padding=1),
-                nn.LeakyReLU(slope),
+                nn.LeakyReLU(slope, inplace=True),  # on the conv's fresh output: no copy of a 48³ map
             ]
             in_channels = channels
         self.blocks = nn.Sequential(*blocks)
