@@ -18,6 +18,21 @@ def test_the_window_modules_import_neither_torch_nor_scikit_learn_nor_pyqtgraph(
     assert out.strip() == "[]"
 
 
+def test_the_physics_server_starts_after_the_model_is_loaded(monkeypatch, tmp_path):
+    """Its start (the solver's and torch's import in the server, a 51³ solve a warm worker) no longer competes with the loading."""
+    from inverse_helpers import save_tiny_model
+
+    from vaereg_studio import model_state, physics_process
+    from vaereg_studio.session import session
+
+    calls = []
+    load = model_state.load
+    monkeypatch.setattr(model_state, "load", lambda path: calls.append("model") or load(path))
+    monkeypatch.setattr(physics_process, "start_server", lambda: calls.append("physics server"))
+    loaded = session._load_model(save_tiny_model(tmp_path / "tiny.pt"))
+    assert calls == ["model", "physics server"] and loaded.model is not None
+
+
 @pytest.fixture
 def launched(qtbot, tmp_path, monkeypatch):
     """``launch(["--model", tiny model, *args])``; the window is closed at teardown."""

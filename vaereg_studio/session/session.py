@@ -492,8 +492,14 @@ def _read_session_content(path: Path) -> tuple[SessionDocument, dict[str, Any]]:
 
 
 def _load_model(path: Path) -> LoadedModel:
-    """Load a model with its training table and identity (worker thread)."""
-    physics_process.start_server()  # validations and designs then start in a fraction of a second
+    """Load a model with its training table and identity (worker thread), then start the physics server.
+
+    The server (it imports the solver and torch) and its warm workers (a 51³
+    solve each) start after the model, not beside it: on 2 cores they had
+    competed with torch's import and the loading.
+    """
     model = model_state.load(path)
     training = model_training_data(tuple(model.property_names), model.material, model.file.metadata.get("data"))
-    return LoadedModel(model, path, model_identity(path), training, model_state.describe(model, path))
+    loaded = LoadedModel(model, path, model_identity(path), training, model_state.describe(model, path))
+    physics_process.start_server()  # validations and designs then start in a fraction of a second
+    return loaded
