@@ -105,11 +105,12 @@ def grab_with_3d_views(widget):
     """
     from PySide6.QtCore import QPoint, QRect
     from PySide6.QtGui import QImage, QPainter
-    from pyvistaqt import QtInteractor
+
+    from vaereg_studio.scene_view import SceneView
 
     pixmap = widget.grab()
     painter = QPainter(pixmap)
-    for view in widget.findChildren(QtInteractor):
+    for view in widget.findChildren(SceneView):
         if not view.isVisibleTo(widget):
             continue
         # Parents clip their children (a scroll area shows part of a card): intersect up the chain.
@@ -120,7 +121,7 @@ def grab_with_3d_views(widget):
             parent = parent.parentWidget()
         if clip.isEmpty():
             continue
-        image = np.ascontiguousarray(view.screenshot(None, transparent_background=False, return_img=True)[..., :3])
+        image = view.image()
         frame = QImage(image.data, image.shape[1], image.shape[0], 3 * image.shape[1], QImage.Format.Format_RGB888)
         painter.setClipRect(clip)
         painter.drawImage(view.mapTo(widget, QPoint(0, 0)), frame.scaled(view.size()))

@@ -121,7 +121,7 @@ def test_find_validate_open_and_export_a_candidate(qtbot, tmp_path, resources, m
     assert f"{found[0].weight:.3f}" in first.title.text() and f"{found[0].volume_fraction:.3f}" in first.title.text()
     assert f"{found[0].predicted[0]:.1f} ± {found[0].predicted_std[0]:.1f}" in first.table.text()
     # Each card draws its candidate in its own view: background at the top corners, the hard phase's hue inside.
-    image = np.asarray(first.view.screenshot(None, return_img=True))
+    image = first.view.image()
     for corner in corners(image)[:2]:
         assert np.abs(corner - rgb(window.viewer.options.background)).max() <= 2
     assert share_of_hue(image, window.viewer.options.hard_colour) > 0.1

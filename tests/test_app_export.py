@@ -69,11 +69,11 @@ def test_export_shortcut_and_dialog_add_the_chosen_extension(qtbot, window, tmp_
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "by-shortcut"), FORMAT_NAMES[".h5"]))
     window.activateWindow()
     qtbot.waitActive(window)
-    window.viewer.plotter.setFocus()  # without a focus widget the first key press is lost
-    qtbot.waitUntil(lambda: QApplication.focusWidget() is window.viewer.plotter)
+    window.viewer.view.setFocus()  # without a focus widget the first key press is lost
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is window.viewer.view)
     with qtbot.waitSignal(window.exported, timeout=10_000) as blocker:
         # Sent to the 3-D view: a key event sent to the QMainWindow itself skips the shortcut map.
-        qtbot.keyClick(window.viewer.plotter, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+        qtbot.keyClick(window.viewer.view, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
     assert blocker.args[0] == tmp_path / "by-shortcut.h5"
     np.testing.assert_array_equal(voxel_io.read_voxels(blocker.args[0]), window.structure.voxels)
 
@@ -96,5 +96,5 @@ def test_screenshot_is_the_view_as_png(qtbot, window, tmp_path):
     with qtbot.waitSignal(window.exported, timeout=TIMEOUT_MS):
         window.save_screenshot(tmp_path / "view.png")
     image = Image.open(tmp_path / "view.png")
-    size = window.viewer.plotter.window_size
+    size = window.viewer.view.window_size
     assert image.format == "PNG" and image.size == tuple(size)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from app_helpers import TIMEOUT_MS, corners, open_and_wait, open_window, sample_file, save_artifact, share_near, share_of_hue, small_structure
 from PySide6.QtWidgets import QMessageBox
+from vtkmodules.util.numpy_support import vtk_to_numpy
 
 from vaereg_core import voxel_io
 from vaereg_studio.latency import EventLoopProbe
@@ -21,9 +22,9 @@ pytestmark = pytest.mark.gui
 def test_slice_plane_shows_the_voxel_layer():
     voxels = small_structure(12)
     plane = slice_plane(voxels, axis=1, index=4)
-    assert plane.n_cells == 12 * 12
-    np.testing.assert_array_equal(plane.cell_data["phase"].reshape(12, 12, order="F"), voxels[:, 4, :])
-    assert plane.bounds[2] == plane.bounds[3] == 4.5
+    assert plane.GetNumberOfCells() == 12 * 12
+    np.testing.assert_array_equal(vtk_to_numpy(plane.GetCellData().GetArray("phase")).reshape(12, 12, order="F"), voxels[:, 4, :])
+    assert plane.GetBounds()[2] == plane.GetBounds()[3] == 4.5
 
 
 def test_view_options_survive_bad_stored_values():
@@ -43,7 +44,7 @@ def test_slices_colours_opacity_and_blocky_surface(qtbot, tmp_path):
     panel.slice_sliders[0].setValue(10)
     assert viewer.slice_index[0] == 10
     np.testing.assert_array_equal(
-        viewer._planes[0].cell_data["phase"].reshape(51, 51, order="F"), window.structure.voxels[10]
+        vtk_to_numpy(viewer._planes[0].GetCellData().GetArray("phase")).reshape(51, 51, order="F"), window.structure.voxels[10]
     )
     qtbot.wait(200)
     image = viewer.image()
@@ -77,7 +78,7 @@ def test_camera_presets_look_along_the_axes(qtbot, tmp_path, preset):
     window = open_window(qtbot, tmp_path)
     open_and_wait(qtbot, window, voxel_io.write_voxels(tmp_path / "s.npy", small_structure(16)))
     window.viewer.set_camera(preset)
-    position = np.array(window.viewer.plotter.camera.position) - np.array(window.viewer.plotter.camera.focal_point)
+    position = np.array(window.viewer.view.camera.GetPosition()) - np.array(window.viewer.view.camera.GetFocalPoint())
     direction = position / np.linalg.norm(position)
     if preset == "isometric":
         np.testing.assert_allclose(np.abs(direction), 1 / np.sqrt(3), atol=1e-6)
@@ -89,7 +90,7 @@ def test_camera_presets_look_along_the_axes(qtbot, tmp_path, preset):
 def test_empty_structure_draws_no_surface(qtbot, tmp_path):
     window = open_window(qtbot, tmp_path)
     open_and_wait(qtbot, window, voxel_io.write_voxels(tmp_path / "empty.npy", np.zeros((8, 8, 8), np.uint8)))
-    assert "hard_phase" not in window.viewer.plotter.actors
+    assert "hard_phase" not in window.viewer.view.actors
     assert window.structure_panel.volume_fraction.text() == "0.0000"
     image = window.viewer.image()
     assert share_near(image, window.viewer.options.background, tol=2) > 0.9
@@ -117,7 +118,7 @@ def test_surfaces_are_built_on_a_worker_thread(qtbot, tmp_path, monkeypatch):
     with qtbot.waitSignal(window.structureShown, timeout=TIMEOUT_MS):
         window.open_file(voxel_io.write_voxels(tmp_path / "s.npy", small_structure(24)))
     assert threads and threading.main_thread().ident not in threads
-    assert "hard_phase" in window.viewer.plotter.actors
+    assert "hard_phase" in window.viewer.view.actors
 
 
 def test_latency_probe_sees_a_blocked_event_loop(qtbot):

@@ -1,6 +1,6 @@
 """A candidate's card: its small 3-D view, weight, volume fraction, predicted and validated constants.
 
-Measured under Xvfb with Mesa's llvmpipe (2 cores): a ``QtInteractor`` costs
+Measured under Xvfb with Mesa's llvmpipe (2 cores): a 3-D view costs
 100–400 ms to create (one OpenGL context each) and a 51³ smooth surface (78k
 triangles) 80–130 ms per frame at 200×150, a decimated one (8k) 10–20 ms; an
 offscreen ``pyvista.Plotter`` thumbnail costs 300 ms per image. So cards keep
@@ -10,15 +10,14 @@ the worker, and are reused by later searches instead of being rebuilt.
 
 from __future__ import annotations
 
-import pyvista as pv
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
-from pyvistaqt import QtInteractor
 
 from vaereg_core.inverse.design import Validation
 from vaereg_core.inverse.targets import Target
 from vaereg_studio.design_state import FoundCandidate
+from vaereg_studio.scene_view import SceneView, outline_actor, surface_actor
 
 CARD_WIDTH = 226
 WARNING_STYLE = "color: #b35c00; font-weight: bold;"
@@ -55,12 +54,9 @@ class CandidateCard(QFrame):
         self.title = QLabel()
         self.title.setObjectName("candidateTitle")
         layout.addWidget(self.title)
-        self.view = QtInteractor(self, auto_update=False, multi_samples=0)
+        self.view = SceneView(background, self)
         self.view.setFixedSize(CARD_WIDTH - 14, 140)
         self.view.setAcceptDrops(False)
-        if self.view.iren is not None:
-            self.view.clear_events_for_key("q")  # pyvista's "q" prepares to close the plotter
-        self.view.set_background(background)
         layout.addWidget(self.view)
         self.table = QLabel()
         self.table.setObjectName("candidateTable")
@@ -87,13 +83,12 @@ class CandidateCard(QFrame):
         self.found, self.target, self.validation = found, target, None
         c = found.candidate
         self.title.setText(f"<b>{c.label}</b> · π<sub>{c.component + 1}</sub> = {c.weight:.3f} · vf {c.volume_fraction:.3f}")
-        self.view.remove_actor("hard_phase", render=False)
+        self.view.remove_actor("hard_phase")
         if found.thumbnail is not None:
-            self.view.add_mesh(found.thumbnail, color=self.colour, smooth_shading=True, name="hard_phase", reset_camera=False, show_scalar_bar=False, render=False)
+            self.view.set_actor("hard_phase", surface_actor(found.thumbnail, self.colour))
         n = c.voxels.shape[0]
-        self.view.add_mesh(_outline(n), color="#9aa3b5", name="outline", reset_camera=False, render=False)
-        self.view.camera_position = [(1.5 * n, 1.2 * n, 1.8 * n), (n / 2, n / 2, n / 2), (0.0, 0.0, 1.0)]
-        self.view.renderer.reset_camera(render=False)  # Plotter.reset_camera renders whatever it is told
+        self.view.set_actor("outline", outline_actor(c.voxels.shape))
+        self.view.look_at((1.5 * n, 1.2 * n, 1.8 * n), (n / 2, n / 2, n / 2), (0.0, 0.0, 1.0))
         self.view.render()
         self.set_validating(False)
         self._fill_table()
@@ -138,7 +133,3 @@ class CandidateCard(QFrame):
     def close_view(self) -> None:
         """Release the render window."""
         self.view.close()
-
-
-def _outline(n: int) -> pv.PolyData:
-    return pv.ImageData(dimensions=(n + 1,) * 3).outline()

@@ -29,8 +29,9 @@ from vaereg_core.inverse.latent_map import LatentMap, latent_map
 from vaereg_core.inverse.targets import Target
 from vaereg_core.physics.phases import Material, describe
 from vaereg_core.resources import default_dataset_path
+from vaereg_core.voxel_io import level_surface
+from vaereg_studio.meshes import decimated, with_point_normals
 from vaereg_studio.physics_process import validate_in_process
-from vaereg_studio.structure import surface_mesh
 
 # Modules are imported here, not inside the worker functions: PySide6's import
 # hook reads the source of every newly imported module while holding the GIL,
@@ -147,7 +148,7 @@ class FoundCandidate:
     """A candidate with the small surface its card draws."""
 
     candidate: Candidate
-    thumbnail: Any  # pyvista.PolyData or None (no hard phase)
+    thumbnail: Any  # vtkPolyData or None (no hard phase)
 
 
 def thumbnail_mesh(voxels: np.ndarray, max_triangles: int = THUMBNAIL_TRIANGLES):
@@ -157,23 +158,18 @@ def thumbnail_mesh(voxels: np.ndarray, max_triangles: int = THUMBNAIL_TRIANGLES)
     (blocks of 3³ at 51³: ~7k triangles): ~20 ms, where decimating the full
     surface (~80k triangles) took ~2 s a structure (issue 18's measurement).
     """
-    import pyvista as pv
-
     v = np.asarray(voxels, dtype=np.float32)
     if not v.any():
         return None
     block = max(1, round(max(v.shape) / THUMBNAIL_BLOCKS))
     cropped = v[tuple(slice(0, n - n % block) for n in v.shape)]
     coarse = cropped.reshape([x for n in cropped.shape for x in (n // block, block)]).mean(axis=(1, 3, 5))
-    padded = np.pad(coarse, 1)  # soft all round: the surface closes at the box faces
-    grid = pv.ImageData(dimensions=padded.shape, spacing=(block,) * 3, origin=(-0.5 * block,) * 3)
-    grid.point_data["fraction"] = padded.ravel(order="F")
-    surface = grid.contour([0.5], scalars="fraction", method="flying_edges")
-    if surface.n_cells == 0:  # all blocks below half hard: fall back to the full surface
-        surface = surface_mesh(voxels, smooth=True)
-    if surface.n_cells > max_triangles:
-        surface = surface.decimate(1.0 - max_triangles / surface.n_cells)
-    return surface.compute_normals(cell_normals=False, auto_orient_normals=False)
+    surface = level_surface(coarse, spacing=block)  # closed at the box faces
+    if surface.GetNumberOfCells() == 0:  # all blocks below half hard: fall back to the full surface
+        surface = level_surface(v)
+    if surface.GetNumberOfCells() > max_triangles:
+        surface = decimated(surface, 1.0 - max_triangles / surface.GetNumberOfCells())
+    return with_point_normals(surface)
 
 
 def find_candidates(model: Any, target: Target, samples_per_component: int, seed: int, reference: np.ndarray | None) -> list[FoundCandidate]:

@@ -49,7 +49,7 @@ class FoundDesign:
         Label, latent vector, voxels and the model's prediction ± std.
     validation : Validation
         The verified constants in the form a card's validation takes.
-    thumbnail : pyvista.PolyData or None
+    thumbnail : vtkPolyData or None
         The card's small surface.
     path : (n, latent) ndarray
         The design's chain through latent space.

@@ -617,5 +617,5 @@ class MainWindow(QMainWindow):
         self.target_panel.close_question()
         self.runner.close(wait_s=1.0)  # cancelled runs stop within 0.5 s
         self.target_panel.close_views()
-        self.viewer.close_plotter()
+        self.viewer.close_view()
         super().closeEvent(event)

@@ -161,7 +161,7 @@ class SelfTest:
         return f"{image.shape[1]}×{image.shape[0]}, {surface.n_cells} triangles, {100 * drawn:.0f} % of pixels drawn"
 
     def window(self) -> str:
-        """Open and close the main window (Qt platform plugin, pyvistaqt, panels)."""
+        """Open and close the main window (Qt platform plugin, VTK views, panels)."""
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise StepFailed("no display: run under a desktop session or `xvfb-run -a`")
         from PySide6.QtCore import QCoreApplication, QEvent, QSettings, qVersion

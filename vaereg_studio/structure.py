@@ -83,16 +83,19 @@ def stack_size(error: Exception) -> int | None:
 
 
 def surface_mesh(voxels: np.ndarray, smooth: bool):
-    """Hard-phase surface ready to draw: triangles plus point normals for smooth shading.
+    """Hard-phase surface ready to draw (a ``vtkPolyData``): triangles plus point normals for smooth shading.
 
-    Returns ``None`` when the structure has no hard phase.
+    Returns ``None`` when the structure has no hard phase. The smooth surface
+    (the default view) comes from VTK's own filters; the blocky one from
+    :func:`~vaereg_core.voxel_io.hard_phase_surface` (pyvista, on this worker).
     """
+    from vaereg_studio.meshes import with_point_normals
+
     if not voxels.any():
         return None
-    surface = voxel_io.hard_phase_surface(voxels, smooth=smooth)
     if smooth:
-        surface = surface.compute_normals(cell_normals=False, split_vertices=False, auto_orient_normals=False)
-    return surface
+        return with_point_normals(voxel_io.level_surface(voxels))
+    return voxel_io.hard_phase_surface(voxels, smooth=False)
 
 
 def export_metadata(structure: Structure, app_version: str) -> dict[str, Any]:

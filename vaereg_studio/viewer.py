@@ -6,39 +6,51 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyvista as pv
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
-from pyvistaqt import QtInteractor
+from vtkmodules.util.numpy_support import numpy_to_vtk
+from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPolyData
+from vtkmodules.vtkInteractionWidgets import vtkOrientationMarkerWidget
+from vtkmodules.vtkRenderingAnnotation import vtkAxesActor
 
 from vaereg_core import voxel_io
+from vaereg_studio.scene_view import SceneView, colour_map_actor, outline_actor, rgb, surface_actor
 from vaereg_studio.session.view_options import ViewOptions
 
 AXES = ("x", "y", "z")
 CAMERA_PRESETS = ("isometric", "+x", "-x", "+y", "-y", "+z", "-z")
 
 
-def slice_plane(voxels: np.ndarray, axis: int, index: int) -> pv.ImageData:
-    """One voxel layer as a flat image, drawn through the voxel centres.
+def slice_plane(voxels: np.ndarray, axis: int, index: int) -> vtkImageData:
+    """One voxel layer as a flat image (cell array ``phase``), drawn through the voxel centres.
 
     Voxel ``i`` occupies ``[i, i + 1]`` along each axis (the convention of the
     ``.vti`` files and of :func:`vaereg_core.voxel_io.hard_phase_surface`).
     """
     dims = [n + 1 for n in voxels.shape]
     dims[axis] = 1
-    origin = [0.0, 0.0, 0.0]
-    origin[axis] = index + 0.5
-    plane = pv.ImageData(dimensions=dims, origin=origin)
-    plane.cell_data["phase"] = np.take(voxels, index, axis=axis).ravel(order="F").astype(np.uint8)
+    plane = vtkImageData()
+    plane.SetDimensions(dims)
+    set_slice_layer(plane, voxels, axis, index)
     return plane
 
 
-class VoxelViewer(QWidget):
-    """A pyvistaqt view of one binary structure.
+def set_slice_layer(plane: vtkImageData, voxels: np.ndarray, axis: int, index: int) -> None:
+    """Put layer ``index`` normal to ``axis`` into ``plane``: its position and its phases."""
+    origin = [0.0, 0.0, 0.0]
+    origin[axis] = index + 0.5
+    plane.SetOrigin(origin)
+    phases = numpy_to_vtk(np.take(voxels, index, axis=axis).ravel(order="F").astype(np.uint8), deep=True)
+    phases.SetName("phase")
+    plane.GetCellData().AddArray(phases)
+    plane.Modified()
 
-    The interactor renders only when asked (``auto_update=False``): the
-    default 200 ms re-render timer keeps a CPU core busy and stalls the UI
-    thread on software OpenGL.
+
+class VoxelViewer(QWidget):
+    """A 3-D view of one binary structure (:class:`~vaereg_studio.scene_view.SceneView`).
+
+    The view renders only when asked: a re-render timer (pyvistaqt's default,
+    200 ms) kept a CPU core busy and stalled the UI thread on software OpenGL.
 
     Parameters
     ----------
@@ -58,30 +70,27 @@ class VoxelViewer(QWidget):
     def __init__(self, options: ViewOptions | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.options = options or ViewOptions()
-        self.plotter = QtInteractor(self, auto_update=False, multi_samples=0)
-        self.plotter.setAcceptDrops(False)  # the main window opens dropped files itself
-        if self.plotter.iren is not None:
-            self.plotter.clear_events_for_key("q")  # pyvista's "q" prepares to close the plotter
-        self.plotter.set_background(self.options.background)
-        self.plotter.add_axes(interactive=False, color="white")
+        self.view = SceneView(self.options.background, self)
+        self.view.setAcceptDrops(False)  # the main window opens dropped files itself
+        self._axes = orientation_axes(self.view)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.plotter)
+        layout.addWidget(self.view)
         self.voxels: np.ndarray | None = None
         self.slice_index = [0, 0, 0]
-        self._planes: list[pv.ImageData] = []
+        self._planes: list[vtkImageData] = []
         self.last_render_s = 0.0
         self._apply_axes()
 
     # ------------------------------------------------------------------ structure
 
-    def show_structure(self, voxels: np.ndarray, surface: pv.PolyData | None, reset_camera: bool = True) -> None:
+    def show_structure(self, voxels: np.ndarray, surface: vtkPolyData | None, reset_camera: bool = True) -> None:
         """Replace the drawn structure; ``surface`` is its precomputed hard-phase surface."""
         new_shape = self.voxels is None or self.voxels.shape != voxels.shape
         self.voxels = voxels
         if new_shape:
             self.slice_index = [n // 2 for n in voxels.shape]
-        self.plotter.add_mesh(pv.ImageData(dimensions=[n + 1 for n in voxels.shape]).outline(), color="#9aa3b5", name="outline", reset_camera=False, render=False)
+        self.view.set_actor("outline", outline_actor(voxels.shape))
         self.set_surface(surface, render=False)
         self._draw_slices()
         self._apply_scale()
@@ -89,30 +98,20 @@ class VoxelViewer(QWidget):
             self.set_camera("isometric", render=False)
         self.render()
 
-    def set_surface(self, surface: pv.PolyData | None, render: bool = True) -> None:
-        """Draw a new hard-phase surface (``None``: no hard phase)."""
-        self.plotter.remove_actor("hard_phase", render=False)
+    def set_surface(self, surface: vtkPolyData | None, render: bool = True) -> None:
+        """Draw a new hard-phase surface (``None``: no hard phase); smooth shading uses its point normals."""
+        self.view.remove_actor("hard_phase")
         if surface is not None:
-            self.plotter.add_mesh(
-                surface,
-                scalars=None,
-                color=self.options.hard_colour,
-                opacity=self.options.opacity,
-                smooth_shading=self.options.smooth,
-                name="hard_phase",
-                reset_camera=False,
-                show_scalar_bar=False,
-                render=False,  # add_mesh renders by default: one frame per call, drawn by render() below
-            )
-            self.plotter.actors["hard_phase"].SetVisibility(self.options.show_surface)
+            actor = surface_actor(surface, self.options.hard_colour, self.options.opacity, smooth=self.options.smooth)
+            actor.SetVisibility(self.options.show_surface)
+            self.view.set_actor("hard_phase", actor)
         if render:
             self.render()
 
     def clear(self) -> None:
         """Remove the structure from the view."""
-        for name in ("hard_phase", "outline", *(f"slice_{a}" for a in AXES)):
-            self.plotter.remove_actor(name, render=False)
-        self.plotter.remove_bounds_axes()
+        for name in ("hard_phase", "outline", "scale", *(f"slice_{a}" for a in AXES)):
+            self.view.remove_actor(name)
         self.voxels = None
         self._planes = []
         self.render()
@@ -123,8 +122,8 @@ class VoxelViewer(QWidget):
         """Change the phase colours (``#rrggbb``)."""
         if hard is not None:
             self.options.hard_colour = hard
-            if "hard_phase" in self.plotter.actors:
-                self.plotter.actors["hard_phase"].prop.color = hard
+            if "hard_phase" in self.view.actors:
+                self.view.actors["hard_phase"].GetProperty().SetColor(rgb(hard))
         if soft is not None:
             self.options.soft_colour = soft
         self._draw_slices()
@@ -134,16 +133,16 @@ class VoxelViewer(QWidget):
     def set_opacity(self, opacity: float) -> None:
         """Opacity of the hard-phase surface (lower it to see the slices inside)."""
         self.options.opacity = opacity
-        if "hard_phase" in self.plotter.actors:
-            self.plotter.actors["hard_phase"].prop.opacity = opacity
+        if "hard_phase" in self.view.actors:
+            self.view.actors["hard_phase"].GetProperty().SetOpacity(opacity)
         self.optionsChanged.emit()
         self.render()
 
     def set_surface_visible(self, visible: bool) -> None:
         """Show or hide the hard-phase surface."""
         self.options.show_surface = visible
-        if "hard_phase" in self.plotter.actors:
-            self.plotter.actors["hard_phase"].SetVisibility(visible)
+        if "hard_phase" in self.view.actors:
+            self.view.actors["hard_phase"].SetVisibility(visible)
         self.optionsChanged.emit()
         self.render()
 
@@ -163,11 +162,7 @@ class VoxelViewer(QWidget):
         if not self.options.show_slices or not self._planes:
             return
         # Update the drawn plane in place: cheaper than a new actor while dragging.
-        plane = self._planes[axis]
-        origin = list(plane.origin)
-        origin[axis] = index + 0.5
-        plane.origin = origin
-        plane.cell_data["phase"] = np.take(self.voxels, index, axis=axis).ravel(order="F").astype(np.uint8)
+        set_slice_layer(self._planes[axis], self.voxels, axis, index)
         self.render()
 
     def set_axes_visible(self, visible: bool) -> None:
@@ -194,9 +189,8 @@ class VoxelViewer(QWidget):
             direction = np.eye(3)[AXES.index(preset[1])] * (1.0 if preset[0] == "+" else -1.0)
             up = (0.0, 1.0, 0.0) if preset[1] == "z" else (0.0, 0.0, 1.0)
         centre = np.array(self.voxels.shape) / 2.0 if self.voxels is not None else np.zeros(3)
-        # Camera at +direction from the centre, looking back at it; reset_camera fits the distance.
-        self.plotter.camera_position = [tuple(centre + direction), tuple(centre), up]
-        self.plotter.renderer.reset_camera(render=False)  # Plotter.reset_camera renders whatever it is told
+        # Camera at +direction from the centre, looking back at it; look_at fits the distance.
+        self.view.look_at(centre + direction, centre, up)
         if render:
             self.render()
 
@@ -205,13 +199,13 @@ class VoxelViewer(QWidget):
     def render(self) -> None:
         """Render now and remember how long it took."""
         start = time.perf_counter()
-        self.plotter.render()
+        self.view.render()
         self.last_render_s = time.perf_counter() - start
 
     def image(self) -> np.ndarray:
         """The current view as an (h, w, 3) uint8 RGB array."""
         self.render()
-        return np.asarray(self.plotter.screenshot(None, transparent_background=False, return_img=True))
+        return self.view.image()
 
     def save_screenshot(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the current view to a PNG file atomically."""
@@ -223,52 +217,85 @@ class VoxelViewer(QWidget):
             image.save(temp, format="PNG")
         return path
 
-    def close_plotter(self) -> None:
+    def close_view(self) -> None:
         """Release the render window (call before the widget is destroyed)."""
-        self.plotter.close()
+        self._axes.SetEnabled(False)
+        self.view.close()
 
     # ------------------------------------------------------------------ helpers
 
     def _draw_slices(self) -> None:
         for name in (f"slice_{a}" for a in AXES):
-            self.plotter.remove_actor(name, render=False)
+            self.view.remove_actor(name)
         self._planes = []
         if self.voxels is None or not self.options.show_slices:
             return
         for axis, name in enumerate(AXES):
             plane = slice_plane(self.voxels, axis, self.slice_index[axis])
             self._planes.append(plane)
-            self.plotter.add_mesh(
-                plane,
-                scalars="phase",
-                cmap=[self.options.soft_colour, self.options.hard_colour],
-                clim=(0, 1),
-                n_colors=2,
-                show_scalar_bar=False,
-                lighting=False,
-                name=f"slice_{name}",
-                reset_camera=False,
-                render=False,
-            )
+            self.view.set_actor(f"slice_{name}", colour_map_actor(plane, "phase", (self.options.soft_colour, self.options.hard_colour)))
 
     def _apply_axes(self) -> None:
+        self._axes.SetEnabled(self.options.show_axes)
         if self.options.show_axes:
-            self.plotter.show_axes()
-        else:
-            self.plotter.hide_axes()
+            self._axes.InteractiveOff()
 
     def _apply_scale(self) -> None:
-        self.plotter.remove_bounds_axes()
+        self.view.remove_actor("scale")
         if self.voxels is not None and self.options.show_scale:
-            nx, ny, nz = self.voxels.shape
-            self.plotter.show_bounds(
-                bounds=(0, nx, 0, ny, 0, nz),
-                xtitle="x (voxels)",
-                ytitle="y (voxels)",
-                ztitle="z (voxels)",
-                location="outer",
-                ticks="outside",
-                color="white",
-                font_size=10,
-                fmt="%.0f",
-            )
+            self.view.set_actor("scale", ruled_box(self.voxels.shape, self.view.camera))
+
+
+def orientation_axes(view: SceneView) -> vtkOrientationMarkerWidget:
+    """The x, y, z arrows in the view's lower left corner (pyvista's colours, white labels), turning with the camera."""
+    axes = vtkAxesActor()
+    for axis, colour in zip("XYZ", ("tomato", "seagreen", "blue")):
+        for prop in (getattr(axes, f"Get{axis}AxisShaftProperty")(), getattr(axes, f"Get{axis}AxisTipProperty")()):
+            prop.SetColor(rgb(colour))
+            prop.SetAmbient(0.5)
+        getattr(axes, f"Get{axis}AxisShaftProperty")().SetLineWidth(2)
+        caption = getattr(axes, f"Get{axis}AxisCaptionActor2D")()
+        caption.SetWidth(0.25)
+        caption.SetHeight(0.1)
+        text = caption.GetCaptionTextProperty()
+        text.SetColor(1.0, 1.0, 1.0)
+        text.SetShadow(False)
+    axes.SetConeRadius(0.4)
+    axes.SetNormalizedShaftLength(0.8, 0.8, 0.8)
+    axes.SetNormalizedTipLength(0.2, 0.2, 0.2)
+    widget = vtkOrientationMarkerWidget()
+    widget.SetOrientationMarker(axes)
+    widget.SetInteractor(view.interactor)
+    widget.SetCurrentRenderer(view.renderer)
+    widget.SetViewport(0.0, 0.0, 0.2, 0.2)
+    widget.SetEnabled(True)
+    widget.InteractiveOff()
+    return widget
+
+
+def ruled_box(shape: tuple[int, ...], camera):
+    """The box's edges ruled in voxels on the outer edges (5 labels an axis), white, for the scale option."""
+    from vtkmodules.vtkCommonCore import vtkStringArray
+    from vtkmodules.vtkRenderingAnnotation import vtkCubeAxesActor
+
+    box = vtkCubeAxesActor()
+    box.SetCamera(camera)
+    box.SetBounds(0, shape[0], 0, shape[1], 0, shape[2])
+    box.SetFlyModeToOuterEdges()
+    box.SetTickLocationToOutside()
+    for axis, title in enumerate(("x (voxels)", "y (voxels)", "z (voxels)")):
+        getattr(box, f"Set{'XYZ'[axis]}Title")(title)
+        labels = vtkStringArray()
+        for value in np.linspace(0, shape[axis], 5):
+            labels.InsertNextValue(f"{value:.0f}")
+        box.SetAxisLabels(axis, labels)
+        box.GetTitleTextProperty(axis).SetColor(1.0, 1.0, 1.0)
+        box.GetTitleTextProperty(axis).SetFontSize(10)
+        box.GetLabelTextProperty(axis).SetColor(1.0, 1.0, 1.0)
+        box.GetLabelTextProperty(axis).SetFontSize(10)
+        getattr(box, f"Get{'XYZ'[axis]}AxesLinesProperty")().SetColor(1.0, 1.0, 1.0)
+    box.XAxisMinorTickVisibilityOff()
+    box.YAxisMinorTickVisibilityOff()
+    box.ZAxisMinorTickVisibilityOff()
+    box.SetScreenSize(10.0)
+    return box

@@ -433,6 +433,41 @@ def _json_default(value: Any) -> Any:
 # --------------------------------------------------------------------------- surfaces
 
 
+def level_surface(values: np.ndarray, spacing: float = 1.0):
+    """Where a voxel-centre field crosses 0.5, as a plain ``vtkPolyData`` (flying edges, point array ``phase``).
+
+    ``values`` (nx, ny, nz) is the hard-phase indicator (or a block-averaged
+    fraction, for thumbnails) of cells ``spacing`` wide, cell ``i`` centred at
+    ``(i + 0.5) * spacing``; it is padded with one layer of zeros so that the
+    surface closes at the box faces. Flying edges gives triangles with shared
+    points already: cleaning them changed nothing and cost 60-120 ms of each
+    structure shown (51³). VTK's own modules, not pyvista: the app draws its
+    first structure before pyvista (and the matplotlib it imports) is loaded.
+    """
+    from vtkmodules.util.numpy_support import numpy_to_vtk
+    from vtkmodules.vtkCommonDataModel import vtkDataObject, vtkImageData
+    from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D
+
+    padded = np.pad(np.asarray(values, dtype=np.float32), 1)
+    grid = vtkImageData()
+    grid.SetDimensions(padded.shape)
+    grid.SetSpacing((spacing,) * 3)
+    grid.SetOrigin((-0.5 * spacing,) * 3)
+    phase = numpy_to_vtk(padded.ravel(order="F"), deep=True)
+    phase.SetName("phase")
+    grid.GetPointData().SetScalars(phase)
+    contour = vtkFlyingEdges3D()
+    contour.SetInputData(grid)
+    contour.SetComputeNormals(False)
+    contour.SetComputeGradients(False)
+    contour.SetComputeScalars(True)
+    contour.SetInputArrayToProcess(0, 0, 0, vtkDataObject.FIELD_ASSOCIATION_POINTS, "phase")
+    contour.SetNumberOfContours(1)
+    contour.SetValue(0, 0.5)
+    contour.Update()
+    return contour.GetOutput()
+
+
 def hard_phase_surface(voxels: np.ndarray, *, smooth: bool = True, spacing: float = 1.0):
     """Closed triangle surface of the hard phase as a :class:`pyvista.PolyData`.
 
@@ -443,13 +478,9 @@ def hard_phase_surface(voxels: np.ndarray, *, smooth: bool = True, spacing: floa
     """
     import pyvista as pv
 
-    padded = np.pad(np.asarray(voxels, dtype=np.uint8), 1)
     if smooth:
-        grid = pv.ImageData(dimensions=padded.shape, spacing=(spacing,) * 3, origin=(-0.5 * spacing,) * 3)
-        grid.point_data["phase"] = padded.ravel(order="F").astype(np.float32)
-        # Flying edges gives triangles with shared points already: cleaning them
-        # changed nothing and cost 60-120 ms of each structure shown (51³).
-        return grid.contour([0.5], scalars="phase", method="flying_edges")
+        return pv.wrap(level_surface(voxels, spacing))
+    padded = np.pad(np.asarray(voxels, dtype=np.uint8), 1)
     grid = pv.ImageData(dimensions=tuple(n + 1 for n in padded.shape), spacing=(spacing,) * 3, origin=(-spacing,) * 3)
     grid.cell_data["phase"] = padded.ravel(order="F")
     return grid.threshold(0.5, scalars="phase").extract_surface(algorithm="dataset_surface").triangulate().clean()
