@@ -8,7 +8,10 @@ import pytest
 from inverse_helpers import save_tiny_model, tiny_model
 from vaereg_core.cli import main
 from vaereg_core.inverse.targets import parse_target
-from vaereg_core.inverse.verified import DesignSettings, design, latent_jacobian, morphology_distance, trust_region_step
+from vaereg_core.inverse.verified import (
+    STRAIGHTEN_LENGTH, DesignSettings, design, latent_jacobian, morphology_distance, trust_region_step,
+)
+from vaereg_core.inverse.voxel_polish import straighten
 from vaereg_core.physics import homogenize
 
 SETTINGS = DesignSettings(seconds=120, goal=0.01, max_solves=40, proposals=8, final_tol=1e-5, loop_tol=1e-4)
@@ -148,3 +151,15 @@ def test_the_latent_jacobian_predicts_the_solver_change_of_a_step():
     assert np.all(np.sign(predicted) == np.sign(actual))
     assert np.all((actual / predicted > 0.9) & (actual / predicted < 5))
     assert target.relative_error(after) < target.relative_error(before) - 0.005
+
+
+def test_a_chain_short_in_its_diagonal_constant_is_straightened_along_that_axis(model, reachable):
+    # Twice a reachable C11, beyond what one polish a chain reaches: the chains are straightened along x.
+    far = parse_target({"C11": 2 * reachable.values[0]}, model.property_names)
+    result = design(model, far, DesignSettings(seconds=120, max_solves=14, proposals=6, final_tol=1e-5, loop_tol=1e-4, polish=1))
+    straightened = [s for s in result.states if s.origin.endswith("straightened")]
+    assert straightened
+    earlier = [s.voxels for s in result.states if s.solver_call < straightened[0].solver_call]
+    assert any(np.array_equal(straighten(v, 0, STRAIGHTEN_LENGTH), straightened[0].voxels) for v in earlier)
+    assert any(s.origin.endswith("straightened polished") for s in result.states)
+    assert straightened[0].constants[0] > max(s.constants[0] for s in result.states if s.solver_call < straightened[0].solver_call)

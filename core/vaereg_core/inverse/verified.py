@@ -8,11 +8,16 @@ different morphologies (the multimodal prior's point) are explored side by
 side. Each solve (at the loop tolerance, 1e-3: the constants move by ~2e-5
 relative against 1e-4, shared/FACTS-physics.md) also gives every voxel's
 estimated effect on every constant (:mod:`vaereg_core.physics.sensitivity`),
-and a chain moves in three ways, each confirmed by the solver:
+and a chain moves in four ways, each confirmed by the solver:
 
 - *polishing* (:mod:`~vaereg_core.inverse.voxel_polish`): the interface voxels
   whose flips, by those estimates, add up to the residual are flipped — a few
-  hundred of 51³, the morphology stays — until the solver sees no gain;
+  hundred of 51³ per solve, the morphology stays — until the solver sees no gain;
+- *straightening* (:func:`~vaereg_core.inverse.voxel_polish.straighten`): when
+  polishing has stalled with most of the error in one diagonal constant that
+  falls short, a majority vote along that axis moves stiffness into it from
+  the other directions, and the result is polished again (flips move every
+  constant together and cannot fix that alone);
 - *trust-region steps* in latent space: the estimates carried through the
   decoder give the Jacobian of log C in z; the step minimises the linearised
   error within a radius that grows on success and shrinks on failure, its
@@ -48,7 +53,7 @@ import numpy as np
 from vaereg_core.descriptors import two_point_autocorrelation
 from vaereg_core.errors import Cancelled
 from vaereg_core.inverse.targets import Target, TargetError
-from vaereg_core.inverse.voxel_polish import polish_flips
+from vaereg_core.inverse.voxel_polish import polish_flips, straighten
 from vaereg_core.physics import homogenize_batch, load_cases_for
 from vaereg_core.settings.fields import check_settings, setting
 from vaereg_core.settings.solver import VALIDATION_TOL
@@ -90,7 +95,8 @@ class DesignSettings:
     polish : int
         At most this many solves each time a chain's best decoded structure is
         polished (interface voxels flipped as the solver's flip estimates say,
-        :mod:`~vaereg_core.inverse.voxel_polish`); 0 reports decoder outputs only.
+        :mod:`~vaereg_core.inverse.voxel_polish`); a polishing ends sooner when
+        the solver rejects two polishes in a row. 0 reports decoder outputs only.
     seed : int
     max_solves : int, optional
         Also stop after this many loop solves: a budget that does not depend on
@@ -113,8 +119,8 @@ class DesignSettings:
                                open_minimum=True, open_maximum=True, flag=None)
     search: str = setting("gradient", help="how chains move: trust-region steps from the solver's voxel sensitivities, "
                           "or random moves ranked by the regressor", choices=("gradient", "random"))
-    polish: int = setting(6, help="voxel-polish solves per polishing of a chain (0: designs are the decoder's structures)",
-                          minimum=0, maximum=50)
+    polish: int = setting(40, help="most voxel-polish solves per polishing of a chain; it stops sooner once the solver "
+                          "rejects two polishes in a row (0: designs are the decoder's structures)", minimum=0, maximum=200)
     seed: int = setting(0, help="seed of the prior samples and moves", minimum=0)
     max_solves: int | None = setting(None, help="also stop after this many loop solves (a machine-independent budget)",
                                      minimum=1, flag=None)
@@ -232,6 +238,11 @@ FIRST_POLISH_GAIN = 1.4  # single voxels flipped outright change ~1.4x their fli
 # confirms (the estimates are first order; flips that sit together interact).
 FIRST_POLISH_SHARE, MIN_POLISH_SHARE, MAX_POLISH_SHARE = 0.005, 0.001, 0.008
 REPOLISH = 0.8  # polish a chain's base again once its error has fallen below this share of the last polished one's
+# Polishing moves all constants together; when one diagonal constant's shortfall is at least this share of a
+# chain's summed error after polishing, its struts are straightened along that axis and polished again.
+STRAIGHTEN_SHARE = 0.5
+STRAIGHTEN_LENGTH = 5  # voxels of the majority vote along the axis (voxel_polish.straighten)
+DIAGONAL_AXES = {"C11": 0, "C22": 1, "C33": 2}
 
 
 def latent_jacobian(model, state: VerifiedState, names: list[str]) -> np.ndarray:
@@ -409,6 +420,7 @@ class _Run:
         self.cancelled = False
         self.current: dict[int, VerifiedState] = {}
         self.polished_at: dict[int, float] = {}  # chain -> error of the decoded state it last polished
+        self.straightened: dict[int, int] = {}  # chain -> solver call of the state it last straightened
         self.polish_gain = FIRST_POLISH_GAIN
         self.polish_share = FIRST_POLISH_SHARE
         # Per chain, set when the search starts: the regressor's correction, the random-move size, the
@@ -509,18 +521,48 @@ class _Run:
             for k in _chains_to_step({j: self.chain_best(j) for j in active}, settings.alternatives):
                 if self.worth_polishing(k):
                     self.polish(k)
+                elif (axis := self.axis_to_straighten(k)) is not None:
+                    self.straighten(k, axis)
                 elif k in self.jacobian and self.radius[k] >= MIN_RADIUS:
                     self.trust_region_move(k)
                 else:
                     self.random_move(k)
                 if self.chain_best(k) <= settings.goal:
                     active.discard(k)
-                if not self.budget_left():
+                if not self.budget_left() or self.goal_met():
                     break
 
     def worth_polishing(self, k: int) -> bool:
         """Whether chain k's base is to be polished now: at first, then once latent moves improved it by a fifth."""
         return bool(self.settings.polish) and self.current[k].error < REPOLISH * self.polished_at.get(k, np.inf)
+
+    def chain_best_state(self, k: int) -> VerifiedState:
+        return min((s for s in self.states if s.chain == k), key=lambda s: s.error)
+
+    def axis_to_straighten(self, k: int) -> int | None:
+        """The axis along which chain k's best state falls short, if that shortfall is most of its error and not yet straightened."""
+        best, target = self.chain_best_state(k), self.target
+        if not self.settings.polish or best.error <= self.settings.goal or self.straightened.get(k) == best.solver_call:
+            return None
+        relative = (best.constants - target.values) / target.values
+        shortfall = {axis: -relative[i] for i, (n, m) in enumerate(zip(target.names, target.mask)) if m and (axis := DIAGONAL_AXES.get(n)) is not None}
+        if not shortfall:
+            return None
+        axis = max(shortfall, key=shortfall.get)
+        return axis if shortfall[axis] >= STRAIGHTEN_SHARE * best.error * int(target.mask.sum()) else None
+
+    def straighten(self, k: int, axis: int) -> None:
+        """Straighten chain k's best state along ``axis`` (:func:`~vaereg_core.inverse.voxel_polish.straighten`) and polish the result."""
+        best = self.chain_best_state(k)
+        self.straightened[k] = best.solver_call
+        voxels = straighten(best.voxels, axis, STRAIGHTEN_LENGTH)
+        if voxels.tobytes() in self.seen:
+            return
+        self.seen.add(voxels.tobytes())
+        decoded = self.model.decode(best.z[None], binary=True)[0]
+        new = self.verify(best.z[None], voxels[None], [k], [f"k{k + 1} straightened"])[0]
+        new.changed_voxels = int(np.count_nonzero(voxels != decoded))
+        self.polish(k, start=new, decoded=decoded)
 
     def accept(self, k: int, state: VerifiedState) -> None:
         """Make ``state`` chain k's base for latent moves."""
@@ -577,12 +619,14 @@ class _Run:
         else:
             self.step[k] = max(self.step[k] * 0.7, 0.02)
 
-    def polish(self, k: int) -> None:
-        """Polish chain k's base voxel by voxel while the solver confirms each gain (up to ``settings.polish`` solves)."""
-        base, target = self.current[k], self.target
-        self.polished_at[k] = base.error
+    def polish(self, k: int, start: VerifiedState | None = None, decoded: np.ndarray | None = None) -> None:
+        """Polish chain k's base (or ``start``, whose latent vector decodes to ``decoded``) voxel by voxel while the solver confirms each gain (up to ``settings.polish`` solves)."""
+        base, target = start or self.current[k], self.target
+        if start is None:
+            self.polished_at[k] = base.error
+        reference = base.voxels if decoded is None else decoded
         values = target.values[target.mask]
-        best, retried = base, 0
+        best, rejected = base, 0
         for _ in range(self.settings.polish):
             if best.error <= self.settings.goal or not self.budget_left():
                 break
@@ -596,22 +640,25 @@ class _Run:
                 break
             self.seen.add(voxels.tobytes())
             new = self.verify(best.z[None], voxels[None], [k], [f"{base.origin} polished"])[0]
-            new.changed_voxels = int(np.count_nonzero(voxels != base.voxels))
+            new.changed_voxels = int(np.count_nonzero(voxels != reference))
             predicted = change.reshape(len(values), -1)[:, flips] @ np.where(best.voxels.reshape(-1)[flips] == 1, -1.0, 1.0)
             self.polish_gain = _updated_gain(self.polish_gain, predicted, (new.constants[target.mask] - best.constants[target.mask]) / values)
             if new.error >= best.error:
                 new.flip_change = None
                 # Fewer flips interact less: one retry with half as many (not below a floor).
-                retried, self.polish_share = retried + 1, max(0.5 * self.polish_share, MIN_POLISH_SHARE)
-                if retried > 1:
+                rejected, self.polish_share = rejected + 1, max(0.5 * self.polish_share, MIN_POLISH_SHARE)
+                if rejected > 1:
                     break
                 continue
+            rejected = 0
             self.polish_share = min(1.5 * self.polish_share, MAX_POLISH_SHARE)
             if best is not base:
                 best.flip_change = None
             best = new
         if best is not base:
             best.flip_change = None
+        if start is not None:
+            start.flip_change = None
 
 
 def _final_designs(states: list[VerifiedState], target: Target, settings: DesignSettings, solve: _Solver) -> list[Design]:

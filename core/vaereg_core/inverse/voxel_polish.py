@@ -14,6 +14,7 @@ estimated residual closer.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 ROUND = 256  # candidates walked per ranking of the greedy choice
 
@@ -120,3 +121,27 @@ def polish_flips(
         if not added:
             break
     return candidates[taken]
+
+
+def straighten(voxels: np.ndarray, axis: int, length: int = 5) -> np.ndarray:
+    """Each voxel takes the majority phase of the ``length`` voxels around it along ``axis`` (periodic).
+
+    Polishing adds or removes material at the interface, which moves every
+    constant the same way: it cannot raise one diagonal constant alone. A
+    structure whose stiffest direction falls short needs straighter struts and
+    plates along that axis, and a median along it gives that — bumps across
+    the axis go, one- and two-voxel gaps along it close — at about the same
+    volume fraction, so stiffness moves from the other directions to this one.
+
+    Examples
+    --------
+    A column along axis 0 with a one-voxel gap is closed, and a one-voxel bump beside it goes:
+
+    >>> x = np.zeros((6, 4, 4), np.uint8); x[:, 1, 1] = 1; x[2, 1, 1] = 0; x[3, 2, 1] = 1
+    >>> y = straighten(x, 0, length=3)
+    >>> bool(y[2, 1, 1]), bool(y[3, 2, 1]), int(y.sum())
+    (True, False, 6)
+    """
+    size = [1] * np.ndim(voxels)
+    size[axis] = length
+    return ndimage.median_filter(np.asarray(voxels, np.uint8), size=size, mode="wrap")
