@@ -8,6 +8,7 @@ Random weights make no physical sense: these tests check the app's mechanics.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import threading
 import time
@@ -164,6 +165,33 @@ def test_find_validate_open_and_export_a_candidate(qtbot, tmp_path, resources, m
     assert metadata["label"] == "k1" and metadata["seed"] == 0
     assert metadata["model"] == structure.metadata["model"]
     assert metadata["latent"] == pytest.approx(found[0].z.tolist())
+
+
+def test_cards_are_drawn_before_the_predictions_which_fill_them_in_before_any_validation(qtbot, tmp_path, resources, model_path, monkeypatch):
+    import vaereg_studio.session.session as session_module
+
+    window = design_window(qtbot, tmp_path, model_path)
+    panel = window.target_panel
+    release = threading.Event()
+    predict = session_module.predict_found
+    monkeypatch.setattr(session_module, "predict_found", lambda *args: release.wait(60) and predict(*args))
+    validations = record_threads(monkeypatch, "validate_in_process")
+    with qtbot.waitSignal(panel.candidatesDrawn, timeout=TIMEOUT_MS) as drawn:
+        panel.find_button.click()
+    cards = panel.visible_cards()
+    assert len(cards) == len(drawn.args[0]) >= 2 and not any(c.is_predicted for c in drawn.args[0])
+    assert all("…" in card.table.text() and "±" not in card.table.text() for card in cards)
+    assert "predicted" not in json.dumps(cards[0].found.candidate.to_dict())  # an export now records no prediction
+    qtbot.wait(300)
+    assert not validations and all(e.status == "not validated" for e in window.session.candidates)
+    assert not panel.find_button.isEnabled()  # the search is not over
+    with qtbot.waitSignal(panel.candidatesShown, timeout=TIMEOUT_MS) as shown:
+        release.set()
+    assert shown.args[0] == drawn.args[0] and all(c.is_predicted for c in shown.args[0])
+    for card, candidate in zip(cards, shown.args[0]):
+        assert f"{candidate.predicted[0]:.1f} ± {candidate.predicted_std[0]:.1f}" in card.table.text() and "…" not in card.table.text()
+    qtbot.waitUntil(lambda: all(e.status != "not validated" for e in window.session.candidates), timeout=TIMEOUT_MS)
+    assert panel.find_button.isEnabled()
 
 
 def test_bad_targets_say_why_and_extrapolation_is_flagged(qtbot, tmp_path, resources, model_path, monkeypatch):

@@ -8,7 +8,7 @@ import pytest
 
 from inverse_helpers import tiny_model
 from vaereg_core.inverse import AnnealSettings, parse_target
-from vaereg_core.inverse.design import candidates, complete_target, log_prior_density, refine
+from vaereg_core.inverse.design import candidate_structures, candidates, complete_target, log_prior_density, predict_candidates, refine
 from vaereg_core.inverse.targets import TargetError
 
 
@@ -33,6 +33,18 @@ def test_k_candidates_ordered_by_weight(model):
         assert c.predicted.shape == (6,) and np.all(c.predicted_std > 0)
         d = c.to_dict()
         assert d["label"] == f"k{c.component + 1}" and set(d["predicted_GPa"]) == set(model.property_names)
+
+
+def test_decoded_candidates_come_first_and_their_prediction_after_exactly_as_in_one_call(model):
+    target = target_for(model)
+    whole = candidates(model, target, samples_per_component=1, seed=2)
+    first = candidate_structures(model, target, samples_per_component=1, seed=2)
+    assert [c.label for c in first] == [c.label for c in whole] and not any(c.is_predicted for c in first)
+    assert all("predicted_GPa" not in c.to_dict() for c in first)
+    mean, std = predict_candidates(model, first)
+    for a, b, m, s in zip(first, whole, mean, std):
+        assert np.array_equal(a.voxels, b.voxels) and np.array_equal(m, b.predicted) and np.array_equal(s, b.predicted_std)
+    assert all(c.is_predicted and "predicted_GPa" in c.to_dict() for c in whole)
 
 
 def test_samples_around_each_component(model):

@@ -49,6 +49,7 @@ class CandidateCard(QFrame):
         self.found: FoundCandidate | None = None
         self.target: Target | None = None
         self.validation: Validation | None = None
+        self._cancelled = False  # the last validation was cancelled
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         self.title = QLabel()
@@ -80,7 +81,7 @@ class CandidateCard(QFrame):
 
     def show_candidate(self, found: FoundCandidate, target: Target) -> None:
         """Draw ``found`` and describe it against ``target``."""
-        self.found, self.target, self.validation = found, target, None
+        self.found, self.target, self.validation, self._cancelled = found, target, None, False
         c = found.candidate
         self.title.setText(f"<b>{c.label}</b> · π<sub>{c.component + 1}</sub> = {c.weight:.3f} · vf {c.volume_fraction:.3f}")
         self.view.remove_actor("hard_phase")
@@ -100,23 +101,28 @@ class CandidateCard(QFrame):
 
     def set_validation(self, validation: Validation | None) -> None:
         """Fill in the physics results (``None``: the validation was cancelled)."""
-        self.validation = validation
+        self.validation, self._cancelled = validation, validation is None
         self.set_validating(False)
-        self._fill_table(cancelled=validation is None)
+        self._fill_table()
 
-    def _fill_table(self, cancelled: bool = False) -> None:
+    def show_prediction(self) -> None:
+        """Fill in the model's prediction, which came after the card was drawn."""
+        self._fill_table()
+
+    def _fill_table(self) -> None:
         c, target = self.found.candidate, self.target
         goals = target.as_dict()
         rows = [f"<tr><th></th><th align='right'>predicted</th><th align='right'>{self.physics_header}</th><th align='right'>error</th></tr>"]
         for name, mean, std in zip(c.property_names, c.predicted, c.predicted_std):
             # Placeholders keep the label's size: a card that changes size re-lays out (and redraws) them all.
+            predicted = f"{mean:.1f} ± {std:.1f}" if c.is_predicted else "…"
             physics = error = "—"
             if self.validation is not None:
                 achieved = self.validation.constants[name]
                 physics = f"{achieved:.1f}"
                 error = f"{100 * (achieved - goals[name]) / goals[name]:+.1f} %" if name in goals else "free"
-            rows.append(f"<tr><td>{name}</td><td align='right'>{mean:.1f} ± {std:.1f}</td><td align='right'>{physics}</td><td align='right'>{error}</td></tr>")
-        self.table.setText(f"<table style='font-size: small' cellspacing='2'>{''.join(rows)}</table><small>GPa<br>{self.note(cancelled)}</small>")
+            rows.append(f"<tr><td>{name}</td><td align='right'>{predicted}</td><td align='right'>{physics}</td><td align='right'>{error}</td></tr>")
+        self.table.setText(f"<table style='font-size: small' cellspacing='2'>{''.join(rows)}</table><small>GPa<br>{self.note(self._cancelled)}</small>")
 
     def note(self, cancelled: bool = False) -> str:
         """The line under the table: whether and how the candidate was validated."""

@@ -23,7 +23,7 @@ import numpy as np
 from vaereg_core.dataset.table import PROPERTY_NAMES, DatasetError, read_table
 from vaereg_core.errors import VaeRegError
 from vaereg_core.inverse.annealing import AnnealSettings, Cancelled, State
-from vaereg_core.inverse.design import Candidate, Refinement, Validation, candidates, refine
+from vaereg_core.inverse.design import Candidate, Refinement, Validation, candidate_structures, predict_candidates, refine
 from vaereg_core.inverse.feasibility import default_target
 from vaereg_core.inverse.latent_map import LatentMap, latent_map
 from vaereg_core.inverse.targets import Target
@@ -173,9 +173,14 @@ def thumbnail_mesh(voxels: np.ndarray, max_triangles: int = THUMBNAIL_TRIANGLES)
 
 
 def find_candidates(model: Any, target: Target, samples_per_component: int, seed: int, reference: np.ndarray | None) -> list[FoundCandidate]:
-    """The model's candidates for ``target`` with their thumbnails (worker thread)."""
-    found = candidates(model, target, samples_per_component=samples_per_component, seed=seed, reference=reference)
+    """The model's candidates for ``target`` with their thumbnails, not predicted yet (worker thread; :func:`predict_found` follows)."""
+    found = candidate_structures(model, target, samples_per_component=samples_per_component, seed=seed, reference=reference)
     return [FoundCandidate(c, thumbnail_mesh(c.voxels)) for c in found]
+
+
+def predict_found(model: Any, found: list[FoundCandidate]) -> tuple[np.ndarray, np.ndarray]:
+    """The model's prediction (mean, std GPa, each (N, P)) for candidates from :func:`find_candidates` (worker thread)."""
+    return predict_candidates(model, [f.candidate for f in found])
 
 
 def validate_structure(voxels: np.ndarray, target: Target, cancel: CancelToken) -> Validation | None:

@@ -130,12 +130,15 @@ class TargetPanel(QWidget):
 
     Signals
     -------
+    candidatesDrawn(list)
+        Every card of a search is drawn, perhaps before the model's predictions are in; the :class:`Candidate` objects.
     candidatesShown(list)
-        Every card of a search is drawn; the list holds the :class:`Candidate` objects.
+        Every card of a search is drawn with its prediction (validations start then); the :class:`Candidate` objects.
     validated(str, object)
         A card's validation finished: its label and the :class:`Validation` (``None``: cancelled).
     """
 
+    candidatesDrawn = Signal(list)
     candidatesShown = Signal(list)
     validated = Signal(str, object)
 
@@ -145,6 +148,8 @@ class TargetPanel(QWidget):
         self.rows: list[PropertyRow] = []
         self.cards: list[CandidateCard] = []
         self._drawing = 0  # a newer search's cards replace an older one's being drawn
+        self._drawn = -1  # the search whose cards are all drawn
+        self._shown = -1  # the search whose cards are drawn with their predictions
         layout = QVBoxLayout(self)
 
         self.message = QLabel()
@@ -216,6 +221,7 @@ class TargetPanel(QWidget):
         events.model.connect(self.set_model)
         events.searching.connect(self._searching)
         events.candidates.connect(self._show_candidates)
+        events.predictions.connect(self._show_predictions)
         events.validation.connect(self._validation_changed)
         events.restored.connect(self._restored)
         self.set_model(session.model)
@@ -359,8 +365,9 @@ class TargetPanel(QWidget):
             return
         if index == len(entries):
             self.reflow()
-            self.candidatesShown.emit([e.found.candidate for e in entries])
-            self.session.validate_all()  # in the background, one compute slot each
+            self._drawn = drawing
+            self.candidatesDrawn.emit([e.found.candidate for e in entries])
+            self._complete_search()
             return
         if index == len(self.cards):
             options = self.session.view_options
@@ -374,6 +381,26 @@ class TargetPanel(QWidget):
         card.show_candidate(entry.found, entry.target)
         self._validation_changed(index)
         QTimer.singleShot(0, lambda: self._fill_card(index + 1, drawing))
+
+    def _show_predictions(self, entries: list[CandidateEntry]) -> None:
+        """The model's predictions for the drawn cards are in: fill in their tables."""
+        for card in self.cards[: len(entries)]:
+            if card.found is not None and any(card.found is e.found for e in entries):
+                card.show_prediction()
+        self._complete_search()
+
+    def _complete_search(self) -> None:
+        """Once the search's cards are drawn and predicted: say so, and validate them in the background.
+
+        Not before the predictions: the solver's processes would take the
+        cores from the forward ensemble.
+        """
+        entries = self.session.candidates
+        if self._drawn != self._drawing or self._shown == self._drawing or not all(e.found.candidate.is_predicted for e in entries):
+            return
+        self._shown = self._drawing
+        self.candidatesShown.emit([e.found.candidate for e in entries])
+        self.session.validate_all()  # one compute slot each
 
     def reflow(self) -> None:
         """Lay the visible cards out (designs first) in as many columns as the panel is wide."""

@@ -34,6 +34,7 @@ from vaereg_studio.design_state import (
     model_identity,
     model_training_data,
     point_metadata,
+    predict_found,
     run_refinement,
     thumbnail_mesh,
     validate_structure,
@@ -61,7 +62,8 @@ class SessionEvents(SignalGroup):
     target = Signal(object)  # Target | None
     feasibility = Signal(object)  # Feasibility, or the exception when it could not be assessed
     searching = Signal(bool)  # a candidate search started (True) or ended
-    candidates = Signal(list)  # list[CandidateEntry]: a new search's candidates
+    candidates = Signal(list)  # list[CandidateEntry]: a new search's candidates (their predictions may follow)
+    predictions = Signal(list)  # list[CandidateEntry]: the model's predictions for the search's candidates are in
     validation = Signal(int)  # the index of the candidate whose validation changed
     design_started = Signal(object)  # DesignRun
     design_finished = Signal(object)  # DesignRun (status done, cancelled or failed)
@@ -192,15 +194,28 @@ class DesignSession:
     # ------------------------------------------------------------------ candidates
 
     def find_candidates(self, samples_per_component: int, seed: int) -> None:
-        """The model's mixture candidates for the target (on a worker); each is then validated in the background."""
+        """The model's mixture candidates for the target (on a worker), announced as soon as they are decoded.
+
+        Their predictions follow (:attr:`SessionEvents.predictions`), from a
+        second task: the decoded structures are half the search's time, so the
+        cards are drawn while the forward ensemble runs.
+        """
         target, model = self.require_target(), self.model
 
         def found(result: list[FoundCandidate]) -> None:
             self._drop_candidates()
             self.search_seed = seed
-            self.candidates = [CandidateEntry(f, target, seed) for f in result]
+            self.candidates = entries = [CandidateEntry(f, target, seed) for f in result]
+            self.events.candidates.emit(entries)
+            self.runner.submit(predict_found, model.model, result, key="candidates", on_result=lambda p: predicted(entries, p), on_error=failed)
+
+        def predicted(entries: list[CandidateEntry], prediction: tuple[np.ndarray, np.ndarray]) -> None:
+            if entries is not self.candidates:  # a reopened session replaced them
+                return
+            for entry, mean, std in zip(entries, *prediction):
+                entry.found.candidate.predicted, entry.found.candidate.predicted_std = mean, std
             self.events.searching.emit(False)
-            self.events.candidates.emit(self.candidates)
+            self.events.predictions.emit(entries)
 
         def failed(exc: Exception) -> None:
             self.events.searching.emit(False)

@@ -79,8 +79,17 @@ class Candidate:
         """Short name for lists and file names, e.g. ``k1`` or ``k1-s3``."""
         return f"k{self.component + 1}" + (f"-s{self.sample}" if self.kind == "sample" else "")
 
+    @property
+    def is_predicted(self) -> bool:
+        """Whether the model's prediction is in (:func:`candidate_structures` leaves it NaN until :func:`predict_candidates`)."""
+        return bool(np.all(np.isfinite(self.predicted)))
+
     def to_dict(self) -> dict:
-        """JSON form (without the voxels)."""
+        """JSON form (without the voxels; without the prediction while it is not in)."""
+        prediction = {
+            "predicted_GPa": dict(zip(self.property_names, map(float, self.predicted))),
+            "predicted_std_GPa": dict(zip(self.property_names, map(float, self.predicted_std))),
+        } if self.is_predicted else {}
         return {
             "label": self.label,
             "component": self.component,
@@ -89,8 +98,7 @@ class Candidate:
             "sample": self.sample,
             "latent": self.z.tolist(),
             "volume_fraction": self.volume_fraction,
-            "predicted_GPa": dict(zip(self.property_names, map(float, self.predicted))),
-            "predicted_std_GPa": dict(zip(self.property_names, map(float, self.predicted_std))),
+            **prediction,
             "validation": None if self.validation is None else self.validation.to_dict(),
         }
 
@@ -146,6 +154,26 @@ def candidates(
     reference : (N, P) array, optional
         Training property table, needed only when some properties are free.
     """
+    found = candidate_structures(model, target, samples_per_component=samples_per_component, seed=seed, reference=reference)
+    mean, std = predict_candidates(model, found)
+    for candidate, m, s in zip(found, mean, std):
+        candidate.predicted, candidate.predicted_std = m, s
+    return found
+
+
+def candidate_structures(
+    model,
+    target: Target,
+    *,
+    samples_per_component: int = 0,
+    seed: int = 0,
+    reference: np.ndarray | None = None,
+) -> list[Candidate]:
+    """:func:`candidates` decoded but not predicted yet (``predicted`` and ``predicted_std`` NaN).
+
+    The app draws these first (a decode is half of :func:`candidates`' time)
+    and fills in :func:`predict_candidates`' answer when it comes.
+    """
     if not model.is_generative:
         raise TargetError("this is a regression-only model: it has no prior to draw candidates from")
     if tuple(target.names) != tuple(model.property_names):
@@ -160,11 +188,16 @@ def candidates(
             rows.append((k, "sample", s + 1, mu[k] + sigma[k] * rng.standard_normal(mu.shape[1])))
     z = np.stack([r[3] for r in rows])
     voxels = model.decode(z, binary=True)
-    mean, std = model.predict(voxels)
+    pending = np.full(len(model.property_names), np.nan)
     return [
-        Candidate(k, float(pi[k]), zi, v, m, s, tuple(model.property_names), kind, sample)
-        for (k, kind, sample, zi), v, m, s in zip(rows, voxels, mean, std)
+        Candidate(k, float(pi[k]), zi, v, pending.copy(), pending.copy(), tuple(model.property_names), kind, sample)
+        for (k, kind, sample, zi), v in zip(rows, voxels)
     ]
+
+
+def predict_candidates(model, found: list[Candidate]) -> tuple[np.ndarray, np.ndarray]:
+    """The model's prediction for each candidate's structure, in one batch: (mean, std) GPa, each (N, P)."""
+    return model.predict(np.stack([c.voxels for c in found]))
 
 
 def validate(
