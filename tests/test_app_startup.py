@@ -43,6 +43,39 @@ def test_the_first_structure_is_drawn_before_pyvista_matplotlib_or_all_of_vtk_is
     assert "LOADED [] DRAWN True" in out.stdout, out.stdout + out.stderr
 
 
+MAP_VIEW_IMPORT = """
+import importlib.abc, sys, threading
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+threads = []
+class Recorder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "pyqtgraph":
+            threads.append(threading.current_thread() is threading.main_thread())
+        return None
+sys.meta_path.insert(0, Recorder())
+from vaereg_studio.__main__ import launch
+window = launch([sys.argv[1], "--model", sys.argv[2]], settings=QSettings(sys.argv[3], QSettings.Format.IniFormat))
+def loaded(model):
+    print("PYQTGRAPH IMPORTED ON THE UI THREAD", threads, flush=True)
+    QApplication.instance().exit(0)
+window.modelLoaded.connect(loaded)
+QApplication.instance().exec()
+"""
+
+
+@pytest.mark.gui
+def test_the_map_view_s_pyqtgraph_is_imported_on_a_worker_while_the_model_loads(tmp_path):
+    """Its import (0.3-0.9 s) had frozen the window as the model arrived."""
+    from inverse_helpers import save_tiny_model
+
+    sample = voxel_io.write_voxels(tmp_path / "sample.npz", small_structure(19))
+    model = save_tiny_model(tmp_path / "tiny.pt")
+    out = subprocess.run([sys.executable, "-c", MAP_VIEW_IMPORT, str(sample), str(model), str(tmp_path / "settings.ini")],
+                         capture_output=True, text=True, timeout=180)
+    assert "PYQTGRAPH IMPORTED ON THE UI THREAD [False]" in out.stdout, out.stdout + out.stderr
+
+
 def test_the_physics_server_starts_after_the_model_is_loaded(monkeypatch, tmp_path):
     """Its start (the solver's and torch's import in the server, a 51³ solve a warm worker) no longer competes with the loading."""
     from inverse_helpers import save_tiny_model

@@ -295,6 +295,17 @@ class LatentPanel(QWidget):
 
     # ------------------------------------------------------------------ model and map
 
+    def prepare_map_view(self) -> None:
+        """Import the map's view (pyqtgraph) on a worker while a model loads, not on the UI thread when it arrives.
+
+        There the import (0.3-0.9 s on 2 cores) froze the window as the model came.
+        """
+        if self.map_view is None:
+            import importlib
+
+            self.session.runner.submit(importlib.import_module, "vaereg_studio.latent_map_view", key="map view import",
+                                       on_result=lambda module: None, on_error=lambda exc: None)  # set_model's import says why
+
     def set_model(self, loaded: LoadedModel | None) -> None:
         """Show the new model's map once the session has it (``None`` or regression-only: say why not)."""
         if self.map_view is not None:

@@ -356,10 +356,11 @@ class MainWindow(QMainWindow):
             self.open_model(path)
 
     def open_model(self, path: str | Path) -> None:
-        """Load a model on a worker; the current model stays if it fails."""
+        """Load a model on a worker (the map's view is imported beside it); the current model stays if it fails."""
         path = Path(path)
         self.statusBar().showMessage(f"Loading model {path.name}…")
         self.session.load_model(path)
+        self.latent_panel.prepare_map_view()
 
     def _model_set(self, loaded: LoadedModel | None) -> None:
         self._update_actions()
