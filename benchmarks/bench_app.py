@@ -54,11 +54,15 @@ marks = {"imports": time.time()}
 window = launch([], settings=QSettings(sys.argv[1], QSettings.Format.IniFormat))
 marks["window"] = time.time()
 probe = EventLoopProbe()
+open_model = window.open_model
+def open_model_after_first_render(path):  # what was imported before the model's load starts (it starts on the first render)
+    marks.setdefault("torch loaded at first render", float("torch" in sys.modules))
+    marks.setdefault("pyqtgraph loaded at first render", float("pyqtgraph" in sys.modules))
+    open_model(path)
+window.open_model = open_model_after_first_render
 def mark(name):
     marks.setdefault(name, time.time())
     if name == "shown":
-        marks["torch loaded at first render"] = float("torch" in sys.modules)
-        marks["pyqtgraph loaded at first render"] = float("pyqtgraph" in sys.modules)
         probe.start()
     if name == "map":
         marks["map computed"] = float(window.session.map.computed)
