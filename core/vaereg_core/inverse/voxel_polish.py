@@ -14,7 +14,6 @@ estimated residual closer.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 ROUND = 256  # candidates walked per ranking of the greedy choice
 
@@ -142,6 +141,8 @@ def straighten(voxels: np.ndarray, axis: int, length: int = 5) -> np.ndarray:
     >>> bool(y[2, 1, 1]), bool(y[3, 2, 1]), int(y.sum())
     (True, False, 6)
     """
+    from scipy import ndimage  # here, not at the top: the app imports this module before its first render
+
     size = [1] * np.ndim(voxels)
     size[axis] = length
     return ndimage.median_filter(np.asarray(voxels, np.uint8), size=size, mode="wrap")
