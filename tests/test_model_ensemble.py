@@ -229,6 +229,42 @@ def test_the_numpy_members_predict_on_one_blas_thread_as_on_several(fitted_with_
         np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
+def test_overlapping_predictions_leave_the_process_s_blas_threads_as_they_were():
+    # threadpoolctl's limit is the process's: without the lock the second exit restored the first's limit of 1.
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    from vaereg_core.model.ensemble import _blas_single_thread
+
+    def blas_threads() -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with _blas_single_thread():
+            first_in.set()
+            second_in.wait(0.5)  # the second waits at the lock: it never comes in here
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(10)
+        with _blas_single_thread():
+            second_in.set()
+            first_out.wait(10)
+
+    before = blas_threads()
+    if max(before, default=1) < 2:  # (an outer threadpool_limits(2) here hid the race: a worker's limit went unseen)
+        pytest.skip("BLAS runs on one thread already: there is no limit to restore wrongly")
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert blas_threads() == before
+
+
 def test_a_changed_feature_head_makes_the_manifest_stale(fitted_with_head, tmp_path):
     from vaereg_core.model.feature_head import FeatureHead
 

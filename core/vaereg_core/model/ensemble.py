@@ -24,6 +24,8 @@ import hashlib
 import itertools
 import json
 import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -240,17 +242,25 @@ class ForwardEnsemble:
         return f"ensemble of {len(self.labels)} ({', '.join(self.labels)}), {self.symmetries} symmetries"
 
 
-def _blas_single_thread() -> contextlib.AbstractContextManager:
+_BLAS_LIMIT = threading.Lock()
+
+
+@contextlib.contextmanager
+def _blas_single_thread() -> Iterator[None]:
     """NumPy's BLAS on one thread for the SVR and head members' small products (tens of rows).
 
     Once torch is imported, OpenBLAS's second thread made them ~25x slower on
     2 cores (0.36 s against 20 ms for 18 copies; its threads wait for each
     other while torch's hold the cores). One thread rounds some results by an
-    ulp differently (relative changes up to 1e-13 in the predictions).
+    ulp differently (relative changes up to 1e-13 in the predictions). The
+    limit is the process's: one prediction at a time holds it, since two that
+    overlapped (the app predicts on several workers) restored it out of order
+    and left BLAS on one thread for good.
     """
-    from threadpoolctl import threadpool_limits  # comes with scikit-learn
+    from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=1, user_api="blas")
+    with _BLAS_LIMIT, threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def file_checksum(path: str | os.PathLike) -> str:
