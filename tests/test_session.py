@@ -239,6 +239,26 @@ def test_save_and_reopen_restore_the_same_session(session, runner, tmp_path):
     assert read_session(second).content["view_options"] == read_session(path).content["view_options"]
 
 
+def test_a_search_whose_predictions_are_pending_is_not_saved(session, runner, monkeypatch):
+    # Reopened, such cards would wait for a prediction that never comes (and never be validated).
+    import vaereg_studio.session.session as session_module
+
+    release = threading.Event()
+    predict = session_module.predict_found
+    monkeypatch.setattr(session_module, "predict_found", lambda *args: release.wait(60) and predict(*args))
+    session.set_target(parse_target({"C11": 30.0}, session.model.model.property_names))
+    drawn = record(session.events.candidates)
+    session.find_candidates(0, 0)
+    deadline = time.monotonic() + TIMEOUT_S
+    while not drawn and time.monotonic() < deadline:
+        runner.process_pending(0.1)
+    assert drawn and session.candidates and not session.candidates[0].found.candidate.is_predicted
+    assert session.document().content["candidates"] == []
+    release.set()
+    runner.wait_idle(TIMEOUT_S)
+    assert len(session.document().content["candidates"]) == len(session.candidates) > 0
+
+
 def test_saving_never_replaces_a_file_unasked(session, runner, tmp_path):
     errors = record(session.events.error)
     path = tmp_path / "kept.vaeregsession"

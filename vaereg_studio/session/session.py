@@ -394,7 +394,7 @@ class DesignSession:
         candidates = [
             {"candidate": e.found.candidate, "target": e.target, "seed": e.seed, "validation": e.validation,
              "status": e.status if e.status in ("validated", "failed") else "not validated"}
-            for e in self.candidates
+            for e in self.candidates if e.found.candidate.is_predicted  # cards still waiting for their predictions are running work
         ]
         designs = [
             {"target": r.target, "verdict": r.verdict, "settings": r.settings, "result": dataclasses.replace(r.outcome.result, states=[]),
