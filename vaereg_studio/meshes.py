@@ -6,13 +6,13 @@ from vtkmodules.vtkCommonDataModel import vtkPolyData
 from vtkmodules.vtkFiltersCore import vtkPolyDataNormals, vtkQuadricDecimation
 
 
-def with_point_normals(surface: vtkPolyData, split_vertices: bool = False) -> vtkPolyData:
+def with_point_normals(surface: vtkPolyData) -> vtkPolyData:
     """``surface`` with consistent point normals (array ``Normals``) for smooth shading, as pyvista's ``compute_normals``."""
     normals = vtkPolyDataNormals()
     normals.SetInputData(surface)
     normals.SetComputeCellNormals(False)
     normals.SetComputePointNormals(True)
-    normals.SetSplitting(split_vertices)
+    normals.SetSplitting(False)  # one normal a point: shading stays smooth across edges
     normals.SetFlipNormals(False)
     normals.SetConsistency(True)
     normals.SetAutoOrientNormals(False)

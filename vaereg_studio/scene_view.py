@@ -71,10 +71,6 @@ class SceneView(QVTKRenderWindowInteractor):
         """The render window's (width, height) in pixels."""
         return tuple(self.render_window.GetSize())
 
-    def set_background(self, colour: str) -> None:
-        """Change the background colour."""
-        self.renderer.SetBackground(rgb(colour))
-
     def set_actor(self, name: str, actor: vtkProp) -> vtkProp:
         """Draw ``actor`` under ``name``, replacing the one of that name."""
         self.remove_actor(name)
