@@ -36,6 +36,7 @@ Without a display it re-runs itself under ``xvfb-run`` (1280x1024x24, Mesa's llv
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import statistics
@@ -110,10 +111,11 @@ def launch_marks(settings: str, checkout: str | None = None) -> dict[str, float]
 
 FLOORS = (
     "import PySide6.QtWidgets, numpy, vtkmodules.qt.QVTKRenderWindowInteractor, vtkmodules.vtkRenderingOpenGL2, vtkmodules.vtkFiltersCore",
-    "import PySide6.QtWidgets, numpy, pyvistaqt",
+    *(("import PySide6.QtWidgets, numpy, pyvistaqt",) if importlib.util.find_spec("pyvistaqt") else ()),
 )
 """What the first render cannot do without (Qt, NumPy, VTK's modules for a view and a contour), no app code;
-and what it needed with pyvistaqt's views (pyvista, VTK and the matplotlib pyvista imports)."""
+and what it needed with pyvistaqt's views (pyvista, VTK and the matplotlib pyvista imports), where pyvistaqt
+is still installed (it left the gui extra)."""
 
 
 def import_floor(code: str) -> float:
