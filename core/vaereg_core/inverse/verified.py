@@ -441,7 +441,11 @@ class _Run:
         )
 
     def chain_best(self, k: int) -> float:
-        return min(s.error for s in self.states if s.chain == k)
+        return self.chain_best_state(k).error
+
+    def chain_best_state(self, k: int) -> VerifiedState:
+        """Chain k's best solved state (decoded, polished or straightened)."""
+        return min((s for s in self.states if s.chain == k), key=lambda s: s.error)
 
     def goal_met(self) -> bool:
         met = sum(self.chain_best(k) <= self.settings.goal for k in self.current)
@@ -536,9 +540,6 @@ class _Run:
         """Whether chain k's base is to be polished now: at first, then once latent moves improved it by a fifth."""
         return bool(self.settings.polish) and self.current[k].error < REPOLISH * self.polished_at.get(k, np.inf)
 
-    def chain_best_state(self, k: int) -> VerifiedState:
-        return min((s for s in self.states if s.chain == k), key=lambda s: s.error)
-
     def axis_to_straighten(self, k: int) -> int | None:
         """The axis along which chain k's best state falls short, if that shortfall is most of its error and not yet straightened."""
         best, target = self.chain_best_state(k), self.target
@@ -556,10 +557,13 @@ class _Run:
         best = self.chain_best_state(k)
         self.straightened[k] = best.solver_call
         voxels = straighten(best.voxels, axis, STRAIGHTEN_LENGTH)
-        if voxels.tobytes() in self.seen:
+        if voxels.tobytes() in self.seen or not self.budget_left():
             return
         self.seen.add(voxels.tobytes())
-        decoded = self.model.decode(best.z[None], binary=True)[0]
+        # The decoder's structure of best.z is a solved state already (the base it was polished from).
+        decoded = next((s.voxels for s in self.states if s.changed_voxels == 0 and np.array_equal(s.z, best.z)), None)
+        if decoded is None:
+            decoded = self.model.decode(best.z[None], binary=True)[0]
         new = self.verify(best.z[None], voxels[None], [k], [f"k{k + 1} straightened"])[0]
         new.changed_voxels = int(np.count_nonzero(voxels != decoded))
         self.polish(k, start=new, decoded=decoded)
@@ -621,7 +625,7 @@ class _Run:
 
     def polish(self, k: int, start: VerifiedState | None = None, decoded: np.ndarray | None = None) -> None:
         """Polish chain k's base (or ``start``, whose latent vector decodes to ``decoded``) voxel by voxel while the solver confirms each gain (up to ``settings.polish`` solves)."""
-        base, target = start or self.current[k], self.target
+        base, target = (self.current[k] if start is None else start), self.target
         if start is None:
             self.polished_at[k] = base.error
         reference = base.voxels if decoded is None else decoded
