@@ -9,7 +9,7 @@ from inverse_helpers import save_tiny_model, tiny_model
 from vaereg_core.cli import main
 from vaereg_core.inverse.targets import parse_target
 from vaereg_core.inverse.verified import (
-    STRAIGHTEN_LENGTH, DesignSettings, design, latent_jacobian, morphology_distance, trust_region_step,
+    STRAIGHTEN_LENGTHS, DesignSettings, design, latent_jacobian, morphology_distance, trust_region_step,
 )
 from vaereg_core.inverse.voxel_polish import straighten
 from vaereg_core.physics import homogenize
@@ -160,6 +160,6 @@ def test_a_chain_short_in_its_diagonal_constant_is_straightened_along_that_axis(
     straightened = [s for s in result.states if s.origin.endswith("straightened")]
     assert straightened
     earlier = [s.voxels for s in result.states if s.solver_call < straightened[0].solver_call]
-    assert any(np.array_equal(straighten(v, 0, STRAIGHTEN_LENGTH), straightened[0].voxels) for v in earlier)
+    assert any(np.array_equal(straighten(v, 0, STRAIGHTEN_LENGTHS[0]), straightened[0].voxels) for v in earlier)
     assert any(s.origin.endswith("straightened polished") for s in result.states)
     assert straightened[0].constants[0] > max(s.constants[0] for s in result.states if s.solver_call < straightened[0].solver_call)

@@ -241,7 +241,9 @@ REPOLISH = 0.8  # polish a chain's base again once its error has fallen below th
 # Polishing moves all constants together; when one diagonal constant's shortfall is at least this share of a
 # chain's summed error after polishing, its struts are straightened along that axis and polished again.
 STRAIGHTEN_SHARE = 0.5
-STRAIGHTEN_LENGTH = 5  # voxels of the majority vote along the axis (voxel_polish.straighten)
+# Voxels of the majority vote along the axis (voxel_polish.straighten), tried in this order on one state
+# while the ones before did not give the chain a better state.
+STRAIGHTEN_LENGTHS = (5, 3, 9)
 DIAGONAL_AXES = {"C11": 0, "C22": 1, "C33": 2}
 
 
@@ -420,7 +422,7 @@ class _Run:
         self.cancelled = False
         self.current: dict[int, VerifiedState] = {}
         self.polished_at: dict[int, float] = {}  # chain -> error of the decoded state it last polished
-        self.straightened: dict[int, int] = {}  # chain -> solver call of the state it last straightened
+        self.straightened: dict[int, tuple[int, int]] = {}  # chain -> (solver call of the state it last straightened, lengths tried)
         self.polish_gain = FIRST_POLISH_GAIN
         self.polish_share = FIRST_POLISH_SHARE
         # Per chain, set when the search starts: the regressor's correction, the random-move size, the
@@ -541,9 +543,9 @@ class _Run:
         return bool(self.settings.polish) and self.current[k].error < REPOLISH * self.polished_at.get(k, np.inf)
 
     def axis_to_straighten(self, k: int) -> int | None:
-        """The axis along which chain k's best state falls short, if that shortfall is most of its error and not yet straightened."""
+        """The axis along which chain k's best state falls short, if that shortfall is most of its error and a straightening length is left to try."""
         best, target = self.chain_best_state(k), self.target
-        if not self.settings.polish or best.error <= self.settings.goal or self.straightened.get(k) == best.solver_call:
+        if not self.settings.polish or best.error <= self.settings.goal or self.lengths_tried(k) == len(STRAIGHTEN_LENGTHS):
             return None
         relative = (best.constants - target.values) / target.values
         shortfall = {axis: -relative[i] for i, (n, m) in enumerate(zip(target.names, target.mask)) if m and (axis := DIAGONAL_AXES.get(n)) is not None}
@@ -552,11 +554,16 @@ class _Run:
         axis = max(shortfall, key=shortfall.get)
         return axis if shortfall[axis] >= STRAIGHTEN_SHARE * best.error * int(target.mask.sum()) else None
 
+    def lengths_tried(self, k: int) -> int:
+        """How many straightening lengths chain k's best state has had."""
+        state, tried = self.straightened.get(k, (None, 0))
+        return tried if state == self.chain_best_state(k).solver_call else 0
+
     def straighten(self, k: int, axis: int) -> None:
-        """Straighten chain k's best state along ``axis`` (:func:`~vaereg_core.inverse.voxel_polish.straighten`) and polish the result."""
-        best = self.chain_best_state(k)
-        self.straightened[k] = best.solver_call
-        voxels = straighten(best.voxels, axis, STRAIGHTEN_LENGTH)
+        """Straighten chain k's best state along ``axis`` (:func:`~vaereg_core.inverse.voxel_polish.straighten`) with the next length and polish the result."""
+        best, tried = self.chain_best_state(k), self.lengths_tried(k)
+        self.straightened[k] = (best.solver_call, tried + 1)
+        voxels = straighten(best.voxels, axis, STRAIGHTEN_LENGTHS[tried])
         if voxels.tobytes() in self.seen or not self.budget_left():
             return
         self.seen.add(voxels.tobytes())
