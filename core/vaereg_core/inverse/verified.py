@@ -57,7 +57,7 @@ from vaereg_core.inverse.voxel_polish import polish_flips, straighten
 from vaereg_core.physics import homogenize_batch, load_cases_for
 from vaereg_core.settings.fields import check_settings, setting
 from vaereg_core.settings.solver import VALIDATION_TOL
-from vaereg_core.symmetry import CubeSymmetry
+from vaereg_core.symmetry import CONSTANT_AXES, CubeSymmetry
 
 MORPHOLOGY_LAGS = 12  # voxels per axis over which two structures' autocorrelations are compared
 
@@ -244,7 +244,7 @@ STRAIGHTEN_SHARE = 0.5
 # Voxels of the majority vote along the axis (voxel_polish.straighten), tried in this order on one state
 # while the ones before did not give the chain a better state.
 STRAIGHTEN_LENGTHS = (5, 3, 9)
-DIAGONAL_AXES = {"C11": 0, "C22": 1, "C33": 2}
+DIAGONAL_AXES = {n: a for n, (a, b) in CONSTANT_AXES.items() if a == b}  # C11 -> 0, C22 -> 1, C33 -> 2
 
 
 def latent_jacobian(model, state: VerifiedState, names: list[str]) -> np.ndarray:
