@@ -201,8 +201,12 @@ def candidate_latency(window, folder: str, repeats: int) -> list[tuple[str, floa
 
     window.open_model(path)
     wait(window.modelLoaded)
-    model, panel = window.model, window.target_panel
+    panel = window.target_panel
     target = panel.target()
+    # The engine's own figure: the model loaded in this process, with the model process's threads (all cores but one).
+    from vaereg_studio import model_state
+
+    model = model_state.load(path)
     rows = []
     for samples in (0, 2):
         times = []

@@ -25,6 +25,7 @@ pytest.importorskip("vaereg_core.model.inference")
 from inverse_helpers import save_tiny_model  # noqa: E402
 
 import vaereg_studio.design_state  # noqa: E402
+from vaereg_studio import model_process  # noqa: E402
 
 pytestmark = pytest.mark.gui
 MAP_STRUCTURES = 48
@@ -264,12 +265,15 @@ def test_latent_map_is_cached_beside_the_model_or_in_the_cache_folder(qtbot, tmp
     assert "from tiny.latents.npz" in window.latent_panel.message.text()
     np.testing.assert_allclose(window.latent_panel.map.coordinates, first, atol=1e-5)
 
-    # A model in a folder the app cannot write to keeps its map in the cache folder.
+    # A model in a folder the app cannot write to keeps its map in the cache folder (computed as the model's process does).
+    from vaereg_core.model.inference import load_model as load
+
     cache.unlink()
-    monkeypatch.setattr("vaereg_studio.design_state.os.access", lambda path, mode: Path(path) != model_path.parent)
-    load_model(qtbot, window, model_path)
+    monkeypatch.setattr("vaereg_studio.model_process.os.access", lambda path, mode: Path(path) != model_path.parent)
+    found, where = model_process.compute_map(load(model_path, "cpu"), lambda report: None, lambda: False, model_path, tmp_path / "cache", MAP_STRUCTURES)
     assert not cache.exists()
-    assert window.latent_panel.map_path.parent == tmp_path / "cache" and window.latent_panel.map_path.is_file()
+    assert where.parent == tmp_path / "cache" and where.is_file() and len(found.coordinates) == MAP_STRUCTURES
+    assert model_process.latent_cache_paths(model_path, tmp_path / "cache")[1] == where  # where the app looks next
 
 
 def test_a_stored_latent_map_belongs_to_the_weights_that_made_it(tmp_path, model_path):
@@ -277,15 +281,17 @@ def test_a_stored_latent_map_belongs_to_the_weights_that_made_it(tmp_path, model
     from vaereg_core.inverse.latent_map import LatentMap
     from vaereg_core.model.inference import load_model as load
     from vaereg_studio.design_state import load_cached_map
+    from vaereg_studio.model_process import ModelInfo
 
     model = load(model_path, "cpu")
+    info = ModelInfo.of(model, model_path)
     z = np.random.default_rng(0).normal(size=(20, model.latent_dim))
     properties = np.full((20, len(model.property_names)), 30.0)
     stale = LatentMap.fit(z, properties, model.property_names, "another model's weights")
     stale.save(model_path.with_name("tiny.latents.npz"))
-    assert load_cached_map(model, model_path, tmp_path / "cache") is None
+    assert load_cached_map(info, model_path, tmp_path / "cache") is None
     LatentMap.fit(z, properties, model.property_names, model.file.checksum).save(model_path.with_name("tiny.latents.npz"))
-    found, where = load_cached_map(model, model_path, tmp_path / "cache")
+    found, where = load_cached_map(info, model_path, tmp_path / "cache")
     assert where == model_path.with_name("tiny.latents.npz") and found.model_checksum == model.file.checksum
 
 
@@ -300,7 +306,7 @@ def test_click_on_the_map_decodes_that_point(qtbot, tmp_path, resources, model_p
     model = window.model
     clicked_point, z = latent.clicked
     assert np.allclose(clicked_point, (x, y), atol=0.05 * np.ptp(latent.map.coordinates, axis=0).max())
-    np.testing.assert_array_equal(window.structure.voxels, model.decode(latent.map.lift(clicked_point), binary=True))
+    np.testing.assert_array_equal(window.structure.voxels, model.call(model_process.decode, latent.map.lift(clicked_point)))
     assert window.structure.metadata["origin"] == "latent map point"
     assert latent.start_combo.currentText().startswith("clicked point")
 
@@ -313,7 +319,15 @@ def test_annealing_runs_side_by_side_on_workers_and_cancel_fast(qtbot, tmp_path,
     window.docks["latent"].raise_()
 
     # Two runs side by side, from two candidates, each on its own worker thread.
-    threads = record_threads(monkeypatch, "refine")
+    threads: list[int] = []  # the threads that wait for the model process's annealing
+    call = model_process.ModelProcess.call
+
+    def recorded(self, function, *args, **kwargs):
+        if function is model_process.anneal:
+            threads.append(threading.get_ident())
+        return call(self, function, *args, **kwargs)
+
+    monkeypatch.setattr(model_process.ModelProcess, "call", recorded)
     latent.iterations.setValue(25)
     latent.start_combo.setCurrentIndex(0)
     first = latent.start_run()
@@ -418,7 +432,7 @@ def test_validation_in_a_child_process_matches_and_cancels_fast(tmp_path):
     from vaereg_studio.physics_process import idle_workers, validate_in_process
 
     def running() -> list:  # the warm validation workers waiting for work are meant to stay
-        return [p for p in multiprocessing.active_children() if p not in idle_workers()]
+        return [p for p in multiprocessing.active_children() if p not in idle_workers() and p.name != "vaereg-model"]  # the window's model stays
 
     join_warm_ups()
     target = parse_target({"C11": 40.0, "C12": 15.0}, ["C11", "C22", "C33", "C12", "C13", "C23"])

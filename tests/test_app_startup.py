@@ -57,7 +57,7 @@ sys.meta_path.insert(0, Recorder())
 from vaereg_studio.__main__ import launch
 window = launch([sys.argv[1], "--model", sys.argv[2]], settings=QSettings(sys.argv[3], QSettings.Format.IniFormat))
 def loaded(model):
-    print("PYQTGRAPH IMPORTED ON THE UI THREAD", threads, flush=True)
+    print("PYQTGRAPH IMPORTED ON THE UI THREAD", threads, "TORCH IN THE APP'S PROCESS", "torch" in sys.modules, flush=True)
     QApplication.instance().exit(0)
 window.modelLoaded.connect(loaded)
 QApplication.instance().exec()
@@ -74,21 +74,41 @@ def test_the_map_view_s_pyqtgraph_is_imported_on_a_worker_while_the_model_loads(
     out = subprocess.run([sys.executable, "-c", MAP_VIEW_IMPORT, str(sample), str(model), str(tmp_path / "settings.ini")],
                          capture_output=True, text=True, timeout=180)
     assert "PYQTGRAPH IMPORTED ON THE UI THREAD [False]" in out.stdout, out.stdout + out.stderr
+    assert "TORCH IN THE APP'S PROCESS False" in out.stdout  # the model is in its own process (model_process)
 
 
 def test_the_physics_server_starts_after_the_model_is_loaded(monkeypatch, tmp_path):
     """Its start (the solver's and torch's import in the server, a 51³ solve a warm worker) no longer competes with the loading."""
     from inverse_helpers import save_tiny_model
 
-    from vaereg_studio import model_state, physics_process
+    from vaereg_studio import model_process, physics_process
     from vaereg_studio.session import session
 
     calls = []
-    load = model_state.load
-    monkeypatch.setattr(model_state, "load", lambda path: calls.append("model") or load(path))
+    wait_ready = model_process.ModelProcess.wait_ready
+    monkeypatch.setattr(model_process.ModelProcess, "wait_ready", lambda self, cancel: calls.append("model") or wait_ready(self, cancel))
     monkeypatch.setattr(physics_process, "start_server", lambda: calls.append("physics server"))
-    loaded = session._load_model(save_tiny_model(tmp_path / "tiny.pt"))
-    assert calls == ["model", "physics server"] and loaded.model is not None
+    loaded = session._load_model(save_tiny_model(tmp_path / "tiny.pt"), lambda: False)
+    assert calls == ["model", "physics server"] and loaded.info.property_names
+    loaded.model.close()
+
+
+def test_the_model_process_started_with_the_app_is_the_one_the_session_takes(tmp_path):
+    """``launch`` starts the model's process before it imports Qt; the session's load then waits for that one."""
+    from inverse_helpers import save_tiny_model
+
+    from vaereg_studio import model_process
+    from vaereg_studio.session import session
+
+    path = save_tiny_model(tmp_path / "tiny.pt")
+    model_process.start_early(path)
+    early = model_process._started[path.resolve()]
+    loaded = session._load_model(path, lambda: False)
+    assert loaded.model is early and path.resolve() not in model_process._started
+    again = session._load_model(path, lambda: False)  # the same file opened again: a new process
+    assert again.model is not early
+    for process in (early, again.model):
+        process.close()
 
 
 @pytest.fixture
@@ -121,7 +141,7 @@ def test_the_window_shows_the_structure_while_the_model_is_still_loading(qtbot, 
     with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT_MS) as loaded:
         pass
     assert model_when_shown == [None]  # drawn first, with no model yet
-    assert window.structure.name == "sample.npz" and window.model is loaded.args[0] and loaded.args[0].file.checksum
+    assert window.structure.name == "sample.npz" and window.model is loaded.args[0] and loaded.args[0].info.checksum
 
 
 @pytest.mark.gui
@@ -174,7 +194,7 @@ def test_the_model_panels_say_loading_model_until_the_model_is_ready(qtbot, tmp_
 
     release = threading.Event()
     load = session._load_model
-    monkeypatch.setattr(session, "_load_model", lambda path: release.wait(60) and load(path))
+    monkeypatch.setattr(session, "_load_model", lambda path, cancel: release.wait(60) and load(path, cancel))
     window = launched(str(voxel_io.write_voxels(tmp_path / "sample.npz", small_structure(19))))
     panels = (window.target_panel, window.latent_panel)
     for panel in panels:  # from the first moment, before the model load starts
@@ -197,7 +217,7 @@ def test_the_model_panels_say_loading_model_until_the_model_is_ready(qtbot, tmp_
     assert window.target_panel.find_button.isVisible() and window.target_panel.find_button.isEnabled()
     assert window.latent_panel.body.isVisible()
     assert window.findChild(QLabel, "statusModel").text().startswith("tiny.pt · trained for")
-    assert np.isfinite(window.target_panel.target().as_dict()[window.model.property_names[0]])
+    assert np.isfinite(window.target_panel.target().as_dict()[window.model.info.property_names[0]])
 
 
 @pytest.mark.gui

@@ -59,7 +59,7 @@ def wait_for_children(timeout_s: float = 30.0) -> None:
     from vaereg_studio.physics_process import idle_workers
 
     def running() -> list:  # the warm validation workers waiting for work are meant to stay
-        return [p for p in multiprocessing.active_children() if p not in idle_workers()]
+        return [p for p in multiprocessing.active_children() if p not in idle_workers() and p.name != "vaereg-model"]  # the window's model stays
 
     deadline = time.perf_counter() + timeout_s
     while running() and time.perf_counter() < deadline:

@@ -129,13 +129,13 @@ def test_a_model_trained_on_another_material_carries_it(tmp_path):
     save_model(tmp_path / "legacy.pt", legacy)
     assert load_model(tmp_path / "legacy.pt", "cpu").material == PAPER_MATERIAL
     # The app takes the model's own table (the shipped one is the paper's) and draws its latent map from it.
-    from vaereg_studio.design_state import CancelToken, load_or_compute_map, model_training_data
+    from vaereg_studio.design_state import model_training_data
+    from vaereg_studio.model_process import compute_map
 
     training = model_training_data(tuple(model.property_names), model.material, model.file.metadata["data"])
     assert training.path == data and training.properties.shape == (samples.size, 1)
-    found, _, computed = load_or_compute_map(model, tmp_path / "run" / "model.pt", tmp_path / "cache", 64, lambda done, total: None,
-                                             CancelToken(), training.path)
-    assert computed and len(found.latents) > 0
+    found, _ = compute_map(model, lambda report: None, lambda: False, tmp_path / "run" / "model.pt", tmp_path / "cache", 64, training.path)
+    assert len(found.latents) > 0
 
 
 def test_feasibility_is_judged_with_the_models_material():

@@ -17,7 +17,7 @@ from inverse_helpers import save_tiny_model
 
 pytestmark = pytest.mark.gui  # the self-test opens the main window (Xvfb display from pytest-xvfb)
 
-STEPS = ["model", "generate", "predict", "candidates", "anneal", "physics", "render", "window"]
+STEPS = ["model", "generate", "predict", "model-process", "candidates", "anneal", "physics", "render", "window"]
 
 
 def self_test(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -65,7 +65,7 @@ def test_a_bad_model_fails_with_one_clear_line(tmp_path, kind):
     fail = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
     expected = "no such model file" if kind == "missing" else "not a VAEReg Studio model file, or truncated"
     assert len(fail) == 1 and fail[0].startswith(f"FAIL model: {path}: {expected}"), result.stdout
-    assert result.stdout.splitlines()[-1] == "self-test FAILED at step 1 of 8 (model)"
+    assert result.stdout.splitlines()[-1] == "self-test FAILED at step 1 of 9 (model)"
 
 
 def test_no_bundled_model_names_the_path(tmp_path):

@@ -85,7 +85,7 @@ def test_load_find_validate_design_anneal(session, runner):
     candidates, validations = record(events.candidates), record(events.validation)
     assert isinstance(session.map, MapState) and len(session.map.map.latents) == 24 and session.map.computed
 
-    session.set_target(parse_target({"C11": 30.0}, session.model.model.property_names))
+    session.set_target(parse_target({"C11": 30.0}, session.model.info.property_names))
     session.assess()
     runner.wait_idle(TIMEOUT_S)
     assert session.verdict is not None and session.verdict.verdict in ("achievable", "outside the data")
@@ -122,7 +122,7 @@ def test_load_find_validate_design_anneal(session, runner):
 
 
 def test_a_new_search_drops_the_old_candidates_validations(session, runner):
-    session.set_target(parse_target({"C11": 30.0}, session.model.model.property_names))
+    session.set_target(parse_target({"C11": 30.0}, session.model.info.property_names))
     session.find_candidates(0, 0)
     runner.wait_idle(TIMEOUT_S)
     first = list(session.candidates)
@@ -181,7 +181,7 @@ def test_nothing_runs_after_close(runner):
 
 def designed_session(session: DesignSession, runner: TaskRunner) -> DesignSession:
     """``session`` with a target and its verdict, two validated candidates, one design run and one annealing run."""
-    session.set_target(parse_target({"C11": 30.0}, session.model.model.property_names))
+    session.set_target(parse_target({"C11": 30.0}, session.model.info.property_names))
     session.assess()
     session.find_candidates(0, 5)
     runner.wait_idle(TIMEOUT_S)
@@ -246,7 +246,7 @@ def test_a_search_whose_predictions_are_pending_is_not_saved(session, runner, mo
     release = threading.Event()
     predict = session_module.predict_found
     monkeypatch.setattr(session_module, "predict_found", lambda *args: release.wait(60) and predict(*args))
-    session.set_target(parse_target({"C11": 30.0}, session.model.model.property_names))
+    session.set_target(parse_target({"C11": 30.0}, session.model.info.property_names))
     drawn = record(session.events.candidates)
     session.find_candidates(0, 0)
     deadline = time.monotonic() + TIMEOUT_S

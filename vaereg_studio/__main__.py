@@ -49,6 +49,11 @@ def launch(argv: Sequence[str] | None = None, settings: QSettings | None = None)
         Settings store; the user's by default.
     """
     args = build_parser().parse_args(argv)
+    model = args.model if args.model is not None else startup_model()
+    if model is not None:  # first: its process imports torch on another core while the window is built
+        from vaereg_studio import model_process
+
+        model_process.start_early(model)
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -72,7 +77,6 @@ def launch(argv: Sequence[str] | None = None, settings: QSettings | None = None)
     window.show()
     # Open after the window is up, so it appears at once and the file loads on a worker.
     QTimer.singleShot(0, (lambda: window.open_file(args.file)) if args.file else window.open_default_sample)
-    model = args.model if args.model is not None else startup_model()
     if model is not None:
         open_model_after_first_structure(window, model)
     return window
@@ -110,10 +114,11 @@ def startup_model() -> Path | None:
 def open_model_after_first_structure(window: MainWindow, model: str | Path) -> None:
     """Load ``model`` once the first structure is drawn (or could not be opened), at the latest after :data:`MODEL_WAIT_MS`.
 
-    Loading imports torch and starts the physics server: seconds of CPU that
-    competed with the first structure's reading and drawing for the cores and
-    the interpreter lock, so the first picture waited for the model. The limit
-    keeps a large file's long read from holding the model back.
+    The model's process has been importing torch since the start; taking the
+    model (its training table, the panels built for it) and starting the physics
+    server are CPU that competed with the first structure's reading and drawing
+    for the cores and the interpreter lock. The limit keeps a large file's long
+    read from holding the model back.
     """
     from PySide6.QtCore import QTimer
 

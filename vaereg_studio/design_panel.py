@@ -206,7 +206,7 @@ class DesignBox(QGroupBox):
             self.session.events.error.emit("The target is not usable.", exc)
             return
         # Assessed now if the last change has not been yet: a run never starts unassessed.
-        verdict = self.verdict if self.verdict is not None else feasibility(target, self.session.model.training.properties, self.session.model.model.material)
+        verdict = self.verdict if self.verdict is not None else feasibility(target, self.session.model.training.properties, self.session.model.info.material)
         self.show_verdict(verdict)
         if verdict.verdict == IMPOSSIBLE:
             self._ask_impossible(target, verdict)

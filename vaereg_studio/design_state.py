@@ -20,17 +20,19 @@ from typing import Any
 import h5py  # noqa: F401 (read_table imports it lazily: see below)
 import numpy as np
 
-from vaereg_core.dataset.table import PROPERTY_NAMES, DatasetError, read_table
+from vaereg_core.dataset.table import PROPERTY_NAMES, read_table
 from vaereg_core.errors import VaeRegError
-from vaereg_core.inverse.annealing import AnnealSettings, Cancelled, State
-from vaereg_core.inverse.design import Candidate, Refinement, Validation, candidate_structures, predict_candidates, refine
+from vaereg_core.inverse.annealing import AnnealSettings, Cancelled
+from vaereg_core.inverse.design import Candidate, Refinement, Validation
 from vaereg_core.inverse.feasibility import default_target
-from vaereg_core.inverse.latent_map import LatentMap, latent_map
+from vaereg_core.inverse.latent_map import LatentMap
 from vaereg_core.inverse.targets import Target
 from vaereg_core.physics.phases import Material, describe
 from vaereg_core.resources import default_dataset_path
 from vaereg_core.voxel_io import level_surface
+from vaereg_studio import model_process
 from vaereg_studio.meshes import decimated, with_point_normals
+from vaereg_studio.model_process import ModelInfo, ModelProcess
 from vaereg_studio.physics_process import validate_in_process
 
 # Modules are imported here, not inside the worker functions: PySide6's import
@@ -172,15 +174,15 @@ def thumbnail_mesh(voxels: np.ndarray, max_triangles: int = THUMBNAIL_TRIANGLES)
     return with_point_normals(surface)
 
 
-def find_candidates(model: Any, target: Target, samples_per_component: int, seed: int, reference: np.ndarray | None) -> list[FoundCandidate]:
+def find_candidates(model: ModelProcess, target: Target, samples_per_component: int, seed: int, reference: np.ndarray | None) -> list[FoundCandidate]:
     """The model's candidates for ``target`` with their thumbnails, not predicted yet (worker thread; :func:`predict_found` follows)."""
-    found = candidate_structures(model, target, samples_per_component=samples_per_component, seed=seed, reference=reference)
+    found = model.call(model_process.decode_candidates, target, samples_per_component, seed, reference)
     return [FoundCandidate(c, thumbnail_mesh(c.voxels)) for c in found]
 
 
-def predict_found(model: Any, found: list[FoundCandidate]) -> tuple[np.ndarray, np.ndarray]:
+def predict_found(model: ModelProcess, found: list[FoundCandidate]) -> tuple[np.ndarray, np.ndarray]:
     """The model's prediction (mean, std GPa, each (N, P)) for candidates from :func:`find_candidates` (worker thread)."""
-    return predict_candidates(model, [f.candidate for f in found])
+    return model.call(model_process.predict, np.stack([f.candidate.voxels for f in found]))
 
 
 def validate_structure(voxels: np.ndarray, target: Target, cancel: CancelToken) -> Validation | None:
@@ -264,7 +266,6 @@ class RunProgress:
     _best: float = float("nan")
     _accepted: list[np.ndarray] = field(default_factory=list, repr=False)
     _taken: int = 0
-    _last: State | None = None
 
     def begin(self, start: np.ndarray) -> None:
         """Record the starting state (the first point of the trajectory)."""
@@ -272,14 +273,13 @@ class RunProgress:
             self.phase = "annealing"
             self._accepted.append(np.asarray(start, dtype=np.float64))
 
-    def callback(self, iteration: int, total: int, current: State, best: State) -> None:
-        """The ``progress`` callable of :func:`~vaereg_core.inverse.design.refine`."""
+    def update(self, iteration: int, best: float, accepted: np.ndarray | None) -> None:
+        """An annealing report (:func:`vaereg_studio.model_process.anneal`): iterations done, best objective, a newly accepted state."""
         with self._lock:
             self._iteration = iteration
-            self._best = best.value
-            if current.iteration > 0 and (self._last is None or current is not self._last):
-                self._accepted.append(current.z)  # a newly accepted state
-            self._last = current
+            self._best = best
+            if accepted is not None:
+                self._accepted.append(accepted)
 
     def set_phase(self, phase: str) -> None:
         """"queued", "annealing", "validating", "done" or "cancelled"."""
@@ -303,7 +303,7 @@ class RunOutcome:
 
 
 def run_refinement(
-    model: Any,
+    model: ModelProcess,
     target: Target,
     start: np.ndarray,
     settings: AnnealSettings,
@@ -324,10 +324,8 @@ def run_refinement(
     """
     with compute_slot(progress.token):
         progress.begin(start)
-        refinement = refine(
-            model, target, start, settings, prior_weight=prior_weight, reference=reference,
-            progress=progress.callback, cancel=progress.token, validate_best=False,
-        )
+        refinement = model.call(model_process.anneal, target, start, settings, prior_weight, reference,
+                                progress=lambda report: progress.update(*report), cancel=progress.token, keep_partial=True)
     validation = None
     if not refinement.anneal.cancelled:
         progress.set_phase("validating")
@@ -339,20 +337,9 @@ def run_refinement(
 # ---------------------------------------------------------------------- latent map
 
 
-def latent_cache_paths(model_path: Path, cache_dir: Path) -> list[Path]:
-    """Where a model's latent map is looked for and kept: beside the model, then in ``cache_dir``.
-
-    The cache-dir name carries a hash of the model's full path so maps of
-    models with the same file name do not mix.
-    """
-    model_path = Path(model_path)
-    tag = hashlib.sha256(str(model_path.resolve()).encode()).hexdigest()[:10]
-    return [model_path.with_name(model_path.stem + ".latents.npz"), Path(cache_dir) / f"{model_path.stem}-{tag}.latents.npz"]
-
-
-def load_cached_map(model: Any, model_path: Path, cache_dir: Path) -> tuple[LatentMap, Path] | None:
+def load_cached_map(info: ModelInfo, model_path: Path, cache_dir: Path) -> tuple[LatentMap, Path] | None:
     """A stored map made by this very model (its weights' checksum), with its latent size and properties."""
-    for path in latent_cache_paths(model_path, cache_dir):
+    for path in model_process.latent_cache_paths(model_path, cache_dir):
         if not path.is_file():
             continue
         try:
@@ -361,62 +348,16 @@ def load_cached_map(model: Any, model_path: Path, cache_dir: Path) -> tuple[Late
             continue  # an unreadable cache is recomputed
         # File times say nothing after a git checkout or a copy; the checksum ties the map to the weights.
         if (
-            found.model_checksum == model.file.checksum
-            and found.latents.shape[1] == model.latent_dim
-            and found.property_names == tuple(model.property_names)
+            found.model_checksum == info.checksum
+            and found.latents.shape[1] == info.latent_dim
+            and found.property_names == tuple(info.property_names)
         ):
             return found, path
     return None
 
 
-def compute_map(
-    model: Any,
-    model_path: Path,
-    cache_dir: Path,
-    max_structures: int,
-    progress: Callable[[int, int], None],
-    cancel: CancelToken,
-    dataset_path: Path | None = None,
-) -> tuple[LatentMap, Path | None]:
-    """Encode the training split, fit the map and store it beside the model (else in ``cache_dir``).
-
-    Returns the map and where it was saved (``None`` if nowhere was writable).
-
-    Raises
-    ------
-    Cancelled
-        When ``cancel`` was set (checked after each batch).
-    vaereg_core.dataset.table.DatasetError
-        No usable training data.
-    """
-    from vaereg_core.dataset import MicrostructureDataset
-
-    path = default_dataset_path() if dataset_path is None else Path(dataset_path)
-    train = model.file.config.train  # the map shows the data the model was trained on (its subset and split)
-    dataset = MicrostructureDataset(path, split="train", properties=model.property_names, subset=train.subset, split_seed=train.split_seed)
-    if dataset.table.recipe.size != model.grid:
-        raise DatasetError(path, f"its structures are {dataset.table.recipe.size}³ but the model takes {model.grid}³")
-    if len(dataset) == 0:
-        raise DatasetError(path, "its training split is empty")
-
-    def report(done: int, total: int) -> None:
-        if cancel():
-            raise Cancelled("latent map cancelled")
-        progress(done, total)
-
-    result = latent_map(model, dataset, max_structures=max_structures, progress=report)
-    for target in latent_cache_paths(model_path, cache_dir):
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if os.access(target.parent, os.W_OK):
-                return result, result.save(target)
-        except (OSError, VaeRegError):
-            continue  # read-only folder: try the next place
-    return result, None
-
-
 def load_or_compute_map(
-    model: Any,
+    model: ModelProcess,
     model_path: Path,
     cache_dir: Path,
     max_structures: int,
@@ -428,14 +369,15 @@ def load_or_compute_map(
 
     Returns the map, where it is stored, and whether it was computed now.
     """
-    cached = load_cached_map(model, model_path, cache_dir)
+    cached = load_cached_map(model.info, model_path, cache_dir)
     if cached is not None:
         return cached[0], cached[1], False
-    found, path = compute_map(model, model_path, cache_dir, max_structures, progress, cancel, dataset_path)
+    found, path = model.call(model_process.compute_map, model_path, cache_dir, max_structures, dataset_path,
+                             progress=lambda report: progress(*report), cancel=cancel)
     return found, path, True
 
 
-def decode_point(model: Any, latent: LatentMap, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def decode_point(model: ModelProcess, latent: LatentMap, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The latent vector at a map point (other components from the nearest training structure) and its structure."""
     z = latent.lift(np.asarray(point, dtype=np.float64))
-    return z, model.decode(z, binary=True)
+    return z, model.call(model_process.decode, z)

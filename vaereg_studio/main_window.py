@@ -243,7 +243,7 @@ class MainWindow(QMainWindow):
 
     @property
     def model(self) -> Any:
-        """The session's model (``None``: none loaded)."""
+        """The session's model, in its process (``None``: none loaded)."""
         return self.session.model.model if self.session.model is not None else None
 
     @property
@@ -377,7 +377,7 @@ class MainWindow(QMainWindow):
         if loading is not None:
             self.model_label.setText(loading_text(loading))
         else:
-            self.model_label.setText("no model" if loaded is None else model_state.status_text(loaded.model, loaded.path))
+            self.model_label.setText("no model" if loaded is None else model_state.status_text(loaded.info, loaded.path))
         self.model_label.setToolTip("" if loaded is None else loaded.description)
         if loaded is None or self._drawn is None:  # with a structure drawn, its prediction follows
             self.structure_panel.set_model_status(loading_text(loading) if loading is not None else self.model_description)
@@ -386,7 +386,7 @@ class MainWindow(QMainWindow):
         self._show_model_words()
         if self.model is None:
             return
-        self.structure_panel.model_grid = self.model.grid
+        self.structure_panel.model_grid = self.model.info.grid
         if self.structure is not None:
             self.structure_panel.show_structure(self.structure)  # re-check the grid against the model's
 
@@ -617,6 +617,7 @@ class MainWindow(QMainWindow):
         self.session.stop_all()
         self.target_panel.close_question()
         self.runner.close(wait_s=1.0)  # cancelled runs stop within 0.5 s
+        self.session.close_model()
         self.target_panel.close_views()
         self.viewer.close_view()
         super().closeEvent(event)

@@ -36,7 +36,9 @@ def no_model_reason() -> str:
 
 
 def load(path: str | os.PathLike) -> Any:
-    """Load a model file for inference (worker thread; imports torch).
+    """Load a model file for inference in this process (the self-test's check; imports torch).
+
+    The app itself loads its model in a child process (:mod:`vaereg_studio.model_process`).
 
     Raises
     ------
@@ -53,38 +55,25 @@ def load(path: str | os.PathLike) -> Any:
     return load_model(path)
 
 
-def describe(model: Any, path: Path) -> str:
-    """One paragraph naming the model: file, kind, properties, K, latent size, grid, training data and its material."""
+def status_text(info: Any, path: Path) -> str:
+    """The status bar's line for a model (its :class:`~vaereg_studio.model_process.ModelInfo`): its file and the
+    material it was trained for (phases E, ν)."""
     from vaereg_core.physics.phases import describe as describe_material
 
-    config = model.file.config
-    data = model.file.metadata.get("data", "unrecorded data")
-    parts = [
-        f"{path.name} ({config.name}, {model.file.kind})",
-        f"predicts {', '.join(model.property_names)} in {model.units}",
-        f"{config.model.prior} prior, K = {config.model.n_components}",
-        f"latent dimension {model.latent_dim}, grid {model.grid}³",
-        f"trained on {Path(str(data)).name} (subset {config.train.subset}) for {describe_material(model.material)}",
-        f"predictions by the {model.describe_forward()}",
-    ]
-    return "; ".join(parts) + "."
-
-
-def status_text(model: Any, path: Path) -> str:
-    """The status bar's line for a model: its file and the material it was trained for (phases E, ν)."""
-    from vaereg_core.physics.phases import describe as describe_material
-
-    return f"{path.name} · trained for {describe_material(model.material)}"
+    return f"{path.name} · trained for {describe_material(info.material)}"
 
 
 def prediction_text(model: Any, voxels: np.ndarray) -> str:
-    """The model's prediction for ``voxels`` as ``name = mean ± std GPa`` lines and the material they are for (worker thread)."""
+    """The prediction of ``model`` (a :class:`~vaereg_studio.model_process.ModelProcess`) for ``voxels`` as
+    ``name = mean ± std GPa`` lines and the material they are for (worker thread)."""
     from vaereg_core.physics.phases import describe as describe_material
+    from vaereg_studio.model_process import predict
 
-    if voxels.shape != (model.grid,) * 3:
+    info = model.info
+    if voxels.shape != (info.grid,) * 3:
         shape = " × ".join(str(n) for n in voxels.shape)
-        return f"The model takes {model.grid}³ structures; this one is {shape}, so there is no prediction."
-    mean, std = model.predict(voxels)
-    lines = [f"{name} = {m:.1f} ± {s:.1f} {model.units}" for name, m, s in zip(model.property_names, mean, std)]
-    source = "forward ensemble" if model.forward is not None else "model's regressor"
-    return "\n".join([*lines, f"(± one standard deviation, by the {source})", f"Material: {describe_material(model.material)}"])
+        return f"The model takes {info.grid}³ structures; this one is {shape}, so there is no prediction."
+    mean, std = model.call(predict, voxels)
+    lines = [f"{name} = {m:.1f} ± {s:.1f} {info.units}" for name, m, s in zip(info.property_names, mean, std)]
+    source = "forward ensemble" if info.has_forward else "model's regressor"
+    return "\n".join([*lines, f"(± one standard deviation, by the {source})", f"Material: {describe_material(info.material)}"])

@@ -49,6 +49,7 @@ class SelfTest:
     def __init__(self, model_path: str | os.PathLike | None = None) -> None:
         self.model_path = None if model_path is None else Path(model_path)
         self.model: Any = None
+        self.path: Path | None = None  # the model file
         self.voxels: np.ndarray | None = None
         self.target: Any = None
         self.found: list[Any] = []
@@ -59,6 +60,7 @@ class SelfTest:
             ("model", self.load_model),
             ("generate", self.generate),
             ("predict", self.predict),
+            ("model-process", self.model_process),
             ("candidates", self.find_candidates),
             ("anneal", self.anneal),
             ("physics", self.physics),
@@ -67,7 +69,7 @@ class SelfTest:
         ]
 
     def load_model(self) -> str:
-        """Load the model as the app does (``model_state.load``)."""
+        """Load the model in this process (the engine's own check; the app's model process is a later step)."""
         from vaereg_core.resources import default_model_path
         from vaereg_studio import model_state
 
@@ -77,6 +79,7 @@ class SelfTest:
             if not path.is_file():
                 raise StepFailed(f"no bundled model at {path}; pass --model FILE to test with another model")
         self.model = model_state.load(path)
+        self.path = path
         if not self.model.is_generative:
             raise StepFailed(f"{path}: a regression-only model; the app's design panels need a VAE-Regression model")
         config = self.model.file.config.model
@@ -98,6 +101,25 @@ class SelfTest:
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
             raise StepFailed("the model predicted non-finite properties (NaN or inf)")
         return f"{self.model.property_names[0]} = {mean[0]:.1f} ± {std[0]:.1f} GPa"
+
+    def model_process(self) -> str:
+        """The model as the app runs it, in its own process: loaded there, and the same prediction."""
+        import time
+
+        from vaereg_studio.model_process import ModelProcess, predict
+
+        start = time.perf_counter()
+        process = ModelProcess(self.path)
+        try:
+            process.wait_ready()
+            ready = time.perf_counter() - start
+            mean, _ = process.call(predict, self.voxels)
+        finally:
+            process.close()
+        here, _ = self.model.predict(self.voxels)
+        if not np.allclose(mean, here, rtol=1e-4):
+            raise StepFailed(f"the model's process predicts {mean[0]:.2f} GPa where this process predicts {here[0]:.2f} GPa")
+        return f"loaded in {ready:.1f} s, same prediction"
 
     def find_candidates(self) -> str:
         """Mixture candidates for a target in the middle of the training range."""

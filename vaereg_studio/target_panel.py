@@ -255,7 +255,7 @@ class TargetPanel(QWidget):
             self.design_box.hide()
             self.scroll.hide()
             return
-        model = loaded.model
+        model = loaded.info
         stored = self.settings.group_values("design", {"samples": 0, "seed": 0})
         self.samples.setValue(min(stored["samples"], MAX_SAMPLES))
         self.seed.setValue(stored["seed"])
@@ -298,7 +298,7 @@ class TargetPanel(QWidget):
         """
         if self.session.model is None:
             raise TargetError("no model is loaded")
-        model = self.session.model.model
+        model = self.session.model.info
         return parse_target({r.name: r.value for r in self.rows if r.value is not None}, model.property_names, model.ranges)
 
     def _target_changed(self) -> None:
@@ -314,7 +314,7 @@ class TargetPanel(QWidget):
         self.problem.hide()
         self.find_button.setEnabled(not self.session.searching)
         self.session.set_target(target)
-        self.warning.setText(extrapolation_text(target, self.session.model.model.ranges))
+        self.warning.setText(extrapolation_text(target, self.session.model.info.ranges))
         self.warning.setVisible(bool(target.extrapolated))
         self._save_values()
 

@@ -15,6 +15,7 @@ from vaereg_core.inverse.latent_map import LatentMap
 from vaereg_core.inverse.targets import Target
 from vaereg_core.inverse.verified import DesignSettings
 from vaereg_studio.design_state import FoundCandidate, RunOutcome, RunProgress, TrainingData
+from vaereg_studio.model_process import ModelInfo
 from vaereg_studio.model_state import no_model_reason
 from vaereg_studio.design_worker import DesignOutcome
 
@@ -25,8 +26,8 @@ class LoadedModel:
 
     Attributes
     ----------
-    model : vaereg_core.model.inference.LoadedModel
-        The network (predict, decode, prior).
+    model : vaereg_studio.model_process.ModelProcess
+        The network, loaded in its own process (predict, decode, prior).
     path : Path
         The file it came from.
     identity : str
@@ -44,14 +45,19 @@ class LoadedModel:
     description: str
 
     @property
+    def info(self) -> ModelInfo:
+        """Its property names, ranges, grid, material and the like."""
+        return self.model.info
+
+    @property
     def checksum(self) -> str:
         """The checksum of the weights (what a saved session and a latent map are tied to)."""
-        return str(self.model.file.checksum)
+        return self.info.checksum
 
     @property
     def is_generative(self) -> bool:
         """Whether it has a latent space and a prior (regression-only models have neither)."""
-        return bool(getattr(self.model, "is_generative", False))
+        return self.info.is_generative
 
 
 def model_description(loaded: LoadedModel | None) -> str:

@@ -61,7 +61,7 @@ def session_report(session: DesignSession) -> DesignReport:
     provenance = {
         "model": loaded.identity,
         "model file": str(loaded.path),
-        "predictions by": loaded.model.describe_forward(),
+        "predictions by": loaded.info.forward_description,
         "app": f"VAEReg Studio {__version__}",
     }
     if design is not None and design.target.as_dict() == same:
@@ -77,7 +77,7 @@ def session_report(session: DesignSession) -> DesignReport:
     if verdict is None and design is not None and design.target.as_dict() == same:
         verdict = design.verdict
     return DesignReport(f"Design report: {target}", target, verdict, entries, provenance,
-                        accuracy_line(loaded.path.name, loaded.model.forward is not None))
+                        accuracy_line(loaded.path.name, loaded.info.has_forward))
 
 
 def write_report_in_child(path: Path, report: DesignReport, overwrite: bool, report_progress: Callable[[Any], None]) -> Path:

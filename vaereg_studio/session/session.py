@@ -22,7 +22,7 @@ from vaereg_core.inverse.design import Validation
 from vaereg_core.inverse.feasibility import Feasibility
 from vaereg_core.inverse.targets import Target, TargetError
 from vaereg_core.inverse.verified import DesignSettings
-from vaereg_studio import model_state, physics_process
+from vaereg_studio import model_process, physics_process
 from vaereg_studio.design_process import DesignJob
 from vaereg_studio.design_state import (
     FoundCandidate,
@@ -146,17 +146,22 @@ class DesignSession:
             self._set_loading(None)
             on_failed(exc)
 
-        return self.runner.submit(_load_model, path, key="model", on_result=loaded, on_error=failed)
+        task = Task("model")
+        return self.runner.submit(_load_model, path, task.token, key="model", task=task, on_result=loaded, on_error=failed)
 
     def _set_loading(self, path: Path | None) -> None:
         self.loading_model = path
         self.events.model_loading.emit(path)
 
     def set_model(self, loaded: LoadedModel | None) -> None:
-        """Use ``loaded``: the candidates, designs and map of the previous model go."""
-        for key in ("candidates", "design", "map", "feasibility"):
+        """Use ``loaded``: the candidates, designs, annealing runs and map of the previous model go, and its process ends."""
+        for key in ("candidates", "design", "map", "feasibility", "decode"):
             self.runner.cancel(key)
         self._drop_candidates()
+        if self.model is not None and self.model is not loaded:
+            for record in self.anneal_runs:
+                record.progress.token.cancel()  # before the process goes, so the runs end "cancelled", not "failed"
+            self.model.model.close()
         self.model, self.target, self.verdict, self.map, self.clicked = loaded, None, None, None, None
         self.design_runs = []
         self.events.model.emit(loaded)
@@ -188,7 +193,7 @@ class DesignSession:
                 self.verdict = verdict
                 self.events.feasibility.emit(verdict)
 
-        self.runner.submit(feasibility, target, self.model.training.properties, self.model.model.material, key="feasibility",
+        self.runner.submit(feasibility, target, self.model.training.properties, self.model.info.material, key="feasibility",
                            on_result=done, on_error=self.events.feasibility.emit)
 
     # ------------------------------------------------------------------ candidates
@@ -270,7 +275,7 @@ class DesignSession:
         box turns it into a Qt signal).
         """
         target, loaded = self.require_target(), self.model
-        job = DesignJob(loaded.path, loaded.checksum, str(loaded.model.device), target, settings, loaded.training.properties)
+        job = DesignJob(loaded.path, loaded.checksum, loaded.info.device, target, settings, loaded.training.properties)
         run = DesignRun(target, verdict, settings)
         task = Task("design")
 
@@ -477,6 +482,13 @@ class DesignSession:
             record.progress.token.cancel()
 
 
+    def close_model(self) -> None:
+        """End the model's process and any the app started for a model it has not taken (the window closes)."""
+        if self.model is not None:
+            self.model.model.close()
+        model_process.close_unclaimed()
+
+
 def _read_session_content(path: Path) -> tuple[SessionDocument, dict[str, Any]]:
     """Read a session file and rebuild its records with the cards' surfaces (worker thread)."""
     document = read_session(path)
@@ -506,15 +518,25 @@ def _read_session_content(path: Path) -> tuple[SessionDocument, dict[str, Any]]:
     return document, content
 
 
-def _load_model(path: Path) -> LoadedModel:
-    """Load a model with its training table and identity (worker thread), then start the physics server.
+def _load_model(path: Path, cancel: Callable[[], bool]) -> LoadedModel:
+    """Load a model in its process with its training table and identity (worker thread), then start the physics server.
 
-    The server (it imports the solver and torch) and its warm workers (a 51³
-    solve each) start after the model, not beside it: on 2 cores they had
-    competed with torch's import and the loading.
+    The process is the one the app started as it started when it is for this
+    file (:func:`vaereg_studio.model_process.start_early`). The server (it
+    imports the solver and torch) and its warm workers (a 51³ solve each)
+    start after the model, not beside it: on 2 cores they had competed with
+    torch's import and the loading.
     """
-    model = model_state.load(path)
-    training = model_training_data(tuple(model.property_names), model.material, model.file.metadata.get("data"))
-    loaded = LoadedModel(model, path, model_identity(path), training, model_state.describe(model, path))
+    process = model_process.open_model(path)
+    try:
+        info = process.wait_ready(cancel)
+        training = model_training_data(info.property_names, info.material, info.recorded_data)
+        identity = model_identity(path)
+    except BaseException:
+        process.close()
+        raise
+    if cancel():  # a later load superseded this one
+        process.close()
+        raise Cancelled("model loading superseded")
     physics_process.start_server()  # validations and designs then start in a fraction of a second
-    return loaded
+    return LoadedModel(process, path, identity, training, info.description)
