@@ -153,3 +153,19 @@ def partial_count(model, report, cancel, n: int, pause_s: float) -> int:
             return i
         time.sleep(pause_s)
     return n
+
+
+def test_the_child_runs_below_the_ui_s_priority_once_loaded(process):
+    """Its torch threads take every core; the window's process is served first."""
+    import os
+
+    process.wait_ready()
+    tids = process.call(thread_priorities)
+    assert tids and all(nice == os.getpriority(os.PRIO_PROCESS, 0) + model_process.CHILD_NICENESS for nice in tids)
+
+
+def thread_priorities(model, report, cancel) -> list[int]:
+    """The nice value of each thread of the child (Linux), this call's own among them."""
+    import os
+
+    return [os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir("/proc/self/task")]
