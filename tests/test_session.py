@@ -7,6 +7,7 @@ import json
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def runner():
 
 
 @pytest.fixture
-def session(tmp_path, monkeypatch, runner) -> DesignSession:
+def session(tmp_path, monkeypatch, runner) -> Iterator[DesignSession]:
     """A session with the C11-only tiny model loaded (and its latent map of 24 structures)."""
     synthetic_resources(tmp_path / "resources", monkeypatch)
     (tmp_path / "models").mkdir()
@@ -44,7 +45,8 @@ def session(tmp_path, monkeypatch, runner) -> DesignSession:
     session.load_model(path)
     runner.wait_idle(TIMEOUT_S)
     assert session.model is not None and session.model.path == path
-    return session
+    yield session
+    session.close_model()  # its process (a window does this as it closes)
 
 
 def record(signal) -> list:
