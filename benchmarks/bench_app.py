@@ -203,7 +203,8 @@ def candidate_latency(window, folder: str, repeats: int) -> list[tuple[str, floa
     wait(window.modelLoaded)
     panel = window.target_panel
     target = panel.target()
-    # The engine's own figure: the model loaded in this process, with the model process's threads (all cores but one).
+    # The engine's own figure: the model loaded in this process (model_state.load: torch on all cores but one;
+    # the app's model process serves on every core).
     from vaereg_studio import model_state
 
     model = model_state.load(path)

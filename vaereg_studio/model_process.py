@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from vaereg_core.errors import Cancelled, ModelFileError, VaeRegError
+from vaereg_core.errors import Cancelled, ModelFileError, VaeRegError, one_line
 from vaereg_core.physics.phases import Material
 
 CALL_THREADS = 4
@@ -122,7 +122,6 @@ def describe(model: Any, path: Path) -> str:
     return "; ".join(parts) + "."
 
 
-
 # ---------------------------------------------------------------------- child
 
 
@@ -144,7 +143,7 @@ def _serve(conn: Any, path: str, device: str, threads: int) -> None:
         model = load_model(path, device)
         info = ModelInfo.of(model, Path(path))
     except BaseException as exc:  # noqa: BLE001 (every failure goes back as a message)
-        conn.send(("failed", _text(exc)))
+        conn.send(("failed", one_line(exc)))
         return
     lock = threading.Lock()
     flags: dict[int, threading.Event] = {}
@@ -160,13 +159,13 @@ def _serve(conn: Any, path: str, device: str, threads: int) -> None:
         except Cancelled as exc:
             answer = ("cancelled", request, str(exc))
         except BaseException as exc:  # noqa: BLE001
-            answer = ("error", request, _text(exc))
+            answer = ("error", request, one_line(exc))
         flags.pop(request, None)
         try:
             send(answer)
         except Exception as exc:  # noqa: BLE001 (an answer that does not pickle is an error of that call)
             try:
-                send(("error", request, f"the model process could not send its answer ({_text(exc)})"))
+                send(("error", request, f"the model process could not send its answer ({one_line(exc)})"))
             except OSError:
                 os._exit(0)
 
@@ -202,11 +201,6 @@ def _lower_priority(niceness: int) -> None:
             os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
         except OSError:  # the thread has ended
             pass
-
-
-def _text(exc: BaseException) -> str:
-    """An exception as the one line the app shows (exceptions with their own arguments do not always unpickle)."""
-    return str(exc) if isinstance(exc, VaeRegError) else f"{type(exc).__name__}: {exc}"
 
 
 # ---------------------------------------------------------------------- UI side

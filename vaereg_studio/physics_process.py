@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from vaereg_core.errors import VaeRegError
+from vaereg_core.errors import VaeRegError, one_line
 from vaereg_core.inverse.annealing import Cancelled
 from vaereg_core.inverse.design import validate
 from vaereg_core.inverse.targets import Target
@@ -121,8 +121,7 @@ def _run_request(conn: Connection, function: Callable, args: tuple) -> tuple[str
     try:
         return ("result", function(*args, lambda message: conn.send(("progress", message))))
     except BaseException as exc:  # noqa: BLE001 (every failure goes back as a message)
-        # Exceptions with their own constructor arguments do not always unpickle: send text.
-        return ("error", str(exc) if isinstance(exc, VaeRegError) else f"{type(exc).__name__}: {exc}")
+        return ("error", one_line(exc))
 
 
 def _serve(conn: Connection) -> None:

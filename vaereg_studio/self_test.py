@@ -31,9 +31,9 @@ class StepFailed(Exception):
 
 def _message(exc: BaseException) -> str:
     """One line for any exception: the project's own errors speak for themselves."""
-    from vaereg_core.errors import VaeRegError
+    from vaereg_core.errors import one_line
 
-    text = str(exc) if isinstance(exc, (StepFailed, VaeRegError)) else f"{type(exc).__name__}: {exc}"
+    text = str(exc) if isinstance(exc, StepFailed) else one_line(exc)
     return " ".join(text.split()) or type(exc).__name__
 
 

@@ -9,6 +9,18 @@ class VaeRegError(Exception):
     """Base class of every error this project raises on purpose."""
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as the one line a user is shown: our own errors' message, any other with its type.
+
+    What a child process sends back instead of the exception itself: exceptions
+    with their own constructor arguments do not always unpickle.
+
+    >>> one_line(VaeRegError("the solver did not converge")), one_line(KeyError("C11"))
+    ('the solver did not converge', "KeyError: 'C11'")
+    """
+    return str(exc) if isinstance(exc, VaeRegError) else f"{type(exc).__name__}: {exc}"
+
+
 class FileError(VaeRegError):
     """A file could not be read or written.
 
