@@ -19,7 +19,7 @@ from vaereg_core.model.ensemble import (
     manifest_path,
     read_manifest,
 )
-from vaereg_core.model.ensemble_fit import fit_ensemble
+from vaereg_core.model.ensemble_fit import SplitPredictions, fit_ensemble
 from vaereg_core.model.inference import load_model
 from vaereg_core.model.latent_svr import LatentSVR
 
@@ -314,3 +314,98 @@ def test_a_feature_head_survives_a_round_trip_and_a_damaged_one_is_refused(tmp_p
     (tmp_path / "p.npz").write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(ModelFileError, match="unreadable"):
         FeatureHead.load(tmp_path / "p.npz")
+
+
+def _synthetic_features(rng, n):
+    """Trunk-feature stand-ins (n, 1, 8) of one network and truths (n, 3) GPa that depend on them non-linearly."""
+    x = rng.normal(size=(n, 1, 8)).astype(np.float16)
+    f = x[:, 0].astype(np.float64)
+    log_c = np.stack([np.tanh(f[:, 0]) + 0.5 * f[:, 1], 0.3 * f[:, 2] * f[:, 3], np.sin(f[:, 4])], axis=-1) * 0.3 + 3.0
+    zeros = np.zeros((n, 1, 3))
+    return SplitPredictions(zeros, zeros + 1.0, np.exp(log_c), features=x)
+
+
+def test_extra_structures_train_the_feature_head_beside_the_validation_split():
+    from vaereg_core.model.ensemble_fit import stacked, train_feature_head
+    from vaereg_core.symmetry import CubeSymmetry
+
+    rng = np.random.default_rng(7)
+    names, identity = ("C11", "C22", "C33"), [CubeSymmetry()]
+    val, test = _synthetic_features(rng, 80), _synthetic_features(rng, 400)
+    extra = stacked([_synthetic_features(rng, 400), _synthetic_features(rng, 400)])
+    assert extra.features.shape == (800, 1, 8) and extra.truth.shape == (800, 3) and extra.latent is None
+    options = dict(hidden=32, epochs=25, learning_rate=3e-3, dropout=0.0, batch_size=64)
+
+    def test_mape(head):
+        guess = np.exp(head.predict_log(test.features)[0][:, 0])
+        return float(np.mean(np.abs(guess / test.truth - 1)))
+
+    alone, out_of_fold, log = train_feature_head([val], identity, names, ("a",), **options)
+    helped, helped_out_of_fold, helped_log = train_feature_head([val], identity, names, ("a",), extra=[extra], **options)
+    assert log["structures"] == {"val": 80, "extra": 0} and helped_log["structures"] == {"val": 80, "extra": 800}
+    # Out-of-fold predictions stay one per validation structure; the extra ones only train.
+    assert helped_out_of_fold.mean.shape == out_of_fold.mean.shape == (80, 1, 3)
+    assert test_mape(helped) < 0.7 * test_mape(alone)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({}, "has the seed of"),
+    ({"seed": 99, "volume_fraction_range": (0.3, 0.7)}, "volume_fraction_range differ"),
+])
+def test_head_data_of_the_same_seed_or_another_recipe_is_refused_in_one_line(fitted_with_head, tmp_path, capsys, change, message):
+    from dataclasses import replace
+
+    from model_helpers import TINY_RECIPE
+
+    folder, gm, _ = fitted_with_head
+    extra = write_synthetic_dataset(tmp_path / "extra.h5", replace(TINY_RECIPE, **change), with_voxels=False)
+    code = main(["fit-ensemble", "--model", str(gm), "--data", str(folder / "tiny.h5"), "--report", str(tmp_path / "r"),
+                 "--symmetries", "cyclic", "--feature-head", "--head-data", str(extra), "--cache", str(folder / "cache"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code != 0 and "extra.h5" in err and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_cli_head_data_needs_the_feature_head(fitted, capsys):
+    folder, data, gm, _, _ = fitted
+    code = main(["fit-ensemble", "--model", str(gm), "--data", str(data), "--report", str(folder / "r"), "--head-data", str(data)])
+    assert code != 0 and "--head-data trains the feature head" in capsys.readouterr().err
+
+
+def test_head_data_of_another_seed_joins_the_heads_training_and_the_manifest_says_so(tmp_path):
+    from dataclasses import replace
+
+    from model_helpers import TINY_RECIPE
+
+    folder = tmp_path
+    extra = write_synthetic_dataset(folder / "seed-99.h5", replace(TINY_RECIPE, seed=99), with_voxels=False)
+    _, gm, _, metrics = fit_tiny_ensemble(folder, symmetries="cyclic", feature_head=True, head_data=[extra])
+    count = TINY_RECIPE.n_structures
+    training = metrics["feature_head_training"]
+    assert training["head_data"] == {str(extra): count} and training["structures"]["extra"] == count
+    assert read_manifest(manifest_path(gm))["fitted"]["feature_head_also_on"] == {str(extra): count}
+    assert list((folder / "cache").glob("*-seed-99-*.npz"))  # cached like the splits: a rerun costs nothing
+    assert load_model(gm, "cpu").forward is not None
+
+
+def test_a_table_that_grew_keeps_the_predictions_of_its_first_rows(tmp_path):
+    from dataclasses import replace
+
+    from model_helpers import TINY_RECIPE
+    from vaereg_core.model.ensemble_fit import cached_predictions
+    from vaereg_core.symmetry import symmetries_for
+
+    table = tmp_path / "fresh.h5"
+    write_synthetic_dataset(table, replace(TINY_RECIPE, seed=5), with_voxels=False)
+    model = load_model(save_tiny_model(tmp_path / "m.pt", seed=0), "cpu", ensemble=False)
+    which = symmetries_for(model.property_names, "cyclic")
+    first = cached_predictions(model, table, None, which, tmp_path / "cache", tag="cyclic", features=True)
+    write_synthetic_dataset(table, replace(TINY_RECIPE, seed=5, n_fields=TINY_RECIPE.n_fields + 1), with_voxels=False)
+    seen = []
+    predict = model.predict_transformed
+    model.predict_transformed = lambda voxels, *a, **k: seen.append(len(voxels)) or predict(voxels, *a, **k)
+    grown = cached_predictions(model, table, None, which, tmp_path / "cache", tag="cyclic", features=True)
+    assert sum(seen) == 64 and grown.mean.shape[0] == len(first.mean) + 64  # only the new field's 64 structures
+    np.testing.assert_array_equal(grown.mean[: len(first.mean)], first.mean)
+    np.testing.assert_array_equal(grown.features[: len(first.mean)], first.features)
+    assert np.isfinite(grown.mean).all()

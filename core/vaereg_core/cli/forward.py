@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-latent-svr", action="store_true", help="no SVR on the model's latent means among the members")
     p.add_argument("--feature-head", action="store_true", help="also a head on all networks' trunk features side by side, "
                    "cross-fitted on the validation split's symmetric copies (the features are cached with the predictions)")
+    p.add_argument("--head-data", action="append", default=[], metavar="FILE", type=existing_file,
+                   help="a dataset table of the same recipe with another seed (`vaereg dataset build --seed`) whose every "
+                   "structure also trains the feature head (repeatable; needs --feature-head)")
     p.add_argument("--cache", default="data/forward-cache", metavar="DIR", type=output_dir, help="per-member predictions (resumable)")
     p.add_argument("--val-structures", type=positive_int, metavar="N", help="fit on N random validation structures (default all)")
     p.add_argument("--test-structures", type=positive_int, metavar="N", help="report on N random test structures (default all)")
@@ -47,6 +50,8 @@ def _fit_ensemble(args: argparse.Namespace) -> int:
         value = getattr(args, option)
         if value is not None and value < 2:
             raise ValueError(f"--{option.replace('_', '-')} must be at least 2, got {value}")
+    if args.head_data and not args.feature_head:
+        raise ValueError("--head-data trains the feature head: add --feature-head")
     if args.study < 0:
         raise ValueError(f"--study must be 0 or more, got {args.study}")
     bars: dict[str, tqdm] = {}
@@ -58,7 +63,8 @@ def _fit_ensemble(args: argparse.Namespace) -> int:
 
     metrics = fit_ensemble(args.model, args.member, args.data, args.report, symmetries=args.symmetries, cache=args.cache,
                            val_structures=args.val_structures, test_structures=args.test_structures,
-                           study_structures=args.study, latent_svr=not args.no_latent_svr, feature_head=args.feature_head, write=not args.no_manifest, device=args.device, progress=progress)
+                           study_structures=args.study, latent_svr=not args.no_latent_svr, feature_head=args.feature_head,
+                           head_data=args.head_data, write=not args.no_manifest, device=args.device, progress=progress)
     for bar in bars.values():
         bar.close()
     ensemble = metrics["ensemble"]

@@ -34,6 +34,7 @@ from vaereg_core.model.ensemble import (
     write_manifest,
 )
 from vaereg_core.model.metrics import PAPER_TABLES_7_8, regression_metrics
+from vaereg_core.dataset.table import DatasetError, read_table
 from vaereg_core.model.splits import load_split
 from vaereg_core.model.inference import LoadedModel, load_model
 from vaereg_core.model.feature_head import FeatureHead, fit_feature_head
@@ -68,7 +69,7 @@ class SplitPredictions:
 def cached_predictions(
     model: LoadedModel,
     data: str | os.PathLike,
-    split: str,
+    split: str | None,
     symmetries: Sequence[CubeSymmetry],
     cache: Path,
     *,
@@ -78,7 +79,7 @@ def cached_predictions(
     latents: bool = True,
     features: bool = False,
 ) -> SplitPredictions:
-    """``model.predict_transformed`` (with latents for a generative model, unless not ``latents``; with the trunk's features if ``features``) over a split, resumable through ``.npz`` files in ``cache``.
+    """``model.predict_transformed`` (with latents for a generative model, unless not ``latents``; with the trunk's features if ``features``) over a split (None: every row of ``data``), resumable through ``.npz`` files in ``cache``.
 
     A finished cache of the same member, split and structures that holds
     every requested symmetry (e.g. all six permutations for the cyclic three)
@@ -91,7 +92,9 @@ def cached_predictions(
     codes = np.array([s.code for s in symmetries])
     latents = latents and model.is_generative
     cache.mkdir(parents=True, exist_ok=True)
-    stem = f"{model.file.checksum[:16]}-{split}-{len(truth)}"
+    # A whole file is named by its stem; a split by its name (the truths are compared as well).
+    where = split or Path(data).stem
+    stem = f"{model.file.checksum[:16]}-{where}-{len(truth)}"
     for stored_path in sorted(cache.glob(f"{stem}-*.npz")):
         with np.load(stored_path, allow_pickle=False) as stored:
             have = list(stored["codes"])
@@ -108,10 +111,16 @@ def cached_predictions(
     if features:
         # float16: 24 MB per network for 1,920 structures' cyclic copies; the head standardises them anyway.
         arrays["features"] = np.zeros((len(truth), len(symmetries), model.file.config.model.trunk_dense), np.float16)
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as stored:
-            if stored["mean"].shape == shape and np.array_equal(stored["codes"], codes) and np.allclose(stored["truth"], truth) and set(arrays) <= set(stored):
-                arrays = {k: stored[k].copy() for k in arrays}
+    # This run's own partial file, or one of fewer structures whose truths are this one's first: a table that a
+    # build has appended to since keeps the rows already predicted.
+    for stored_path in [path] * path.is_file() + sorted(cache.glob(f"{model.file.checksum[:16]}-{where}-*-{tag}.npz")):
+        with np.load(stored_path, allow_pickle=False) as stored:
+            have = len(stored["truth"])
+            if (have <= len(truth) and np.array_equal(stored["codes"], codes) and set(arrays) <= set(stored)
+                    and np.allclose(stored["truth"], truth[:have])):
+                for k in arrays:
+                    arrays[k][:have] = stored[k]
+                break
     for start in range(0, len(truth), CHUNK):
         rows = slice(start, start + CHUNK)
         if np.isfinite(arrays["mean"][rows]).all():
@@ -124,7 +133,7 @@ def cached_predictions(
         with atomic_paths(path, overwrite=True) as (temp,):
             np.savez(temp, truth=truth, codes=codes, **arrays)
         if progress is not None:
-            progress(f"{tag} {split}", min(start + CHUNK, len(truth)), len(truth))
+            progress(f"{tag} {where}", min(start + CHUNK, len(truth)), len(truth))
     return SplitPredictions(arrays["mean"], arrays["var"], truth, arrays.get("latent"), arrays.get("features"))
 
 
@@ -160,6 +169,7 @@ def fit_ensemble(
     symmetries: str = "permutations",
     latent_svr: bool = True,
     feature_head: bool = False,
+    head_data: Sequence[str | os.PathLike] = (),
     cache: str | os.PathLike = "data/forward-cache",
     val_structures: int | None = None,
     test_structures: int | None = None,
@@ -174,13 +184,19 @@ def fit_ensemble(
     means (trained on the training split) joins as a member; with
     ``feature_head`` a head on all networks' trunk features side by side
     (cross-fitted on the validation split's symmetric copies;
-    :func:`train_feature_head`). Writes
+    :func:`train_feature_head`), also trained on every structure of the
+    ``head_data`` tables (the recipe of ``data`` with other seeds: structures
+    no network and no other member was fitted on). Writes
     ``report/report.md`` and ``report/metrics.json``, and (``write``) the
     manifest beside ``model_path`` (and the SVR's ``.latent-svr.npz``, the
     head's ``.feature-head.npz``) so
     that loading that model attaches the ensemble. Returns the metrics.
     """
     started = time.perf_counter()
+    if head_data and not feature_head:
+        raise ValueError("head_data trains the feature head: ask for the feature head too")
+    for extra_path in head_data:
+        check_head_data(data, extra_path)
     paths = [Path(model_path), *map(Path, member_paths)]
     models = [load_model(p, device, ensemble=False) for p in paths]
     names = tuple(models[0].property_names)
@@ -206,7 +222,11 @@ def fit_ensemble(
         members.append({"kind": "latent-svr", "file": svr_path(paths[0]), "checksum": "", "label": labels[-1], "latents_from": 0})
     head = None
     if feature_head:
-        head, out_of_fold, head_log = train_feature_head(val, which, names, tuple(m.file.checksum for m in models))
+        per_table = [[cached_predictions(m, extra_path, None, which, cache, tag=symmetries, progress=progress, latents=False, features=True)
+                      for m in models] for extra_path in head_data]
+        extra = [stacked([t[i] for t in per_table]) for i in range(len(models))] if head_data else None
+        head, out_of_fold, head_log = train_feature_head(val, which, names, tuple(m.file.checksum for m in models), extra=extra)
+        head_log["head_data"] = {str(p): int(len(t[0].truth)) for p, t in zip(head_data, per_table)}
         val.append(out_of_fold)
         test.append(head_predictions(head, test, which))
         labels.append(f"feature head ({' + '.join(p.stem for p in paths)})")
@@ -257,6 +277,7 @@ def fit_ensemble(
             stored.save(member["file"])
             member["checksum"] = file_checksum(member["file"])
         fitted = {"split": "val", "structures": int(len(truth_val)), "data": str(data),
+                  "feature_head_also_on": head_log["head_data"] if head is not None else {},
                   "test_MAPE": dict(zip(names, rows[ensemble_label]["MAPE"])),
                   "test_within_1sd": dict(zip(names, rows[ensemble_label]["within_1sd_recalibrated"])),
                   "test_within_2sd": dict(zip(names, rows[ensemble_label]["within_2sd_recalibrated"]))}
@@ -266,20 +287,24 @@ def fit_ensemble(
 
 def train_feature_head(
     val: Sequence[SplitPredictions], symmetries: Sequence[CubeSymmetry], names: tuple[str, ...], sources: tuple[str, ...],
-    *, folds: int = 2, seed: int = 0, **options,
+    *, extra: Sequence[SplitPredictions] | None = None, folds: int = 2, seed: int = 0, **options,
 ) -> tuple[FeatureHead, SplitPredictions, dict]:
     """A feature head cross-fitted on the validation split's cached features (every symmetric copy a training sample).
 
-    The split is cut into ``folds``; a head trained on the others predicts
-    each fold (its epoch chosen by that fold's MAPE), so the ensemble's
-    weights and ± scale are fitted on out-of-fold predictions. The returned
-    head is trained on the whole split for the folds' mean best epoch count.
-    Returns the head, the out-of-fold predictions and a training log.
+    The split is cut into ``folds``; a head trained on the others (and on
+    every ``extra`` structure, of which no out-of-fold prediction is needed)
+    predicts each fold (its epoch chosen by that fold's MAPE), so the
+    ensemble's weights and ± scale are fitted on out-of-fold predictions. The
+    returned head is trained on the whole split and ``extra`` for the folds'
+    mean best epoch count. Returns the head, the out-of-fold predictions and
+    a training log.
     """
     sources_of = np.array([s.constant_sources(names) for s in symmetries])  # copy t's constant k is the original's sources_of[t, k]
     truth = val[0].truth
     log_targets = np.log(truth)[:, sources_of]
     features = _head_inputs(val, len(sources))
+    extra_targets = np.log(extra[0].truth)[:, sources_of] if extra else log_targets[:0]
+    extra_features = _head_inputs(extra, len(sources)) if extra else features[:0]
     order = np.random.default_rng(seed).permutation(len(truth))
     mean, var = np.empty(log_targets.shape), np.empty(log_targets.shape)
     log: dict = {"folds": []}
@@ -290,13 +315,43 @@ def train_feature_head(
             guess, _ = head.predict_log(features[held])
             return float(np.mean(_mape(map_back(guess, symmetries, names).mean(1), truth[held])))
 
-        head, fold_log = fit_feature_head(features[rest], log_targets[rest], names, sources, val_score=held_mape, seed=seed + k, **options)
+        head, fold_log = fit_feature_head(np.concatenate([features[rest], extra_features]), np.concatenate([log_targets[rest], extra_targets]),
+                                          names, sources, val_score=held_mape, seed=seed + k, **options)
         mean[held], var[held] = (map_back(a, symmetries, names) for a in head.predict_log(features[held]))
         log["folds"].append(fold_log)
     epochs = max(1, int(round(np.mean([f["best_epoch"] for f in log["folds"]]))))
-    head, log["final"] = fit_feature_head(features, log_targets, names, sources, seed=seed, **{**options, "epochs": epochs})
+    head, log["final"] = fit_feature_head(np.concatenate([features, extra_features]), np.concatenate([log_targets, extra_targets]),
+                                          names, sources, seed=seed, **{**options, "epochs": epochs})
     log["best_epoch"] = epochs
+    log["structures"] = {"val": int(len(truth)), "extra": int(len(extra_targets))}
     return head, SplitPredictions(mean, var, truth), log
+
+
+def stacked(parts: Sequence[SplitPredictions]) -> SplitPredictions:
+    """One member's predictions on several tables, one after the other along the structure axis."""
+    def joined(key: str) -> np.ndarray | None:
+        arrays = [getattr(p, key) for p in parts]
+        return None if any(a is None for a in arrays) else np.concatenate(arrays)
+
+    return SplitPredictions(*(joined(k) for k in ("mean", "var", "truth", "latent", "features")))
+
+
+def check_head_data(data: str | os.PathLike, extra: str | os.PathLike) -> None:
+    """Refuse an extra table for the feature head unless it is ``data``'s recipe and solver with another seed (any field count).
+
+    The same seed would bring back the training split's structures (which the
+    networks' features fit too well); another recipe, grid or material would
+    teach the head structures the model is not for.
+    """
+    ours, theirs = read_table(data), read_table(extra)
+    if theirs.recipe.seed == ours.recipe.seed:
+        raise DatasetError(extra, f"has the seed of {data} ({ours.recipe.seed}): its structures include the training split; build it with another --seed")
+    differ = sorted(k for k, v in ours.recipe.to_dict().items() if k not in ("seed", "n_fields") and theirs.recipe.to_dict().get(k) != v)
+    differ += sorted(f"solver {k}" for k in ("discretization", "tol", "hard", "soft") if theirs.solver.get(k) != ours.solver.get(k))
+    if differ:
+        raise DatasetError(extra, f"is not the recipe of {data} with another seed: its {', '.join(differ)} differ")
+    if len(theirs) == 0:
+        raise DatasetError(extra, "holds no solved structure yet")
 
 
 def head_predictions(head: FeatureHead, split: Sequence[SplitPredictions], symmetries: Sequence[CubeSymmetry]) -> SplitPredictions:
