@@ -409,3 +409,13 @@ def test_a_table_that_grew_keeps_the_predictions_of_its_first_rows(tmp_path):
     np.testing.assert_array_equal(grown.mean[: len(first.mean)], first.mean)
     np.testing.assert_array_equal(grown.features[: len(first.mean)], first.features)
     assert np.isfinite(grown.mean).all()
+
+
+def test_a_feature_head_whose_weights_overflow_is_an_error_not_a_nan_file():
+    from vaereg_core.model.feature_head import fit_feature_head
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(300, 2, 8)).astype(np.float32)
+    y = np.stack([np.tanh(x[..., 0]), x[..., 2] * x[..., 3] * 0.3], axis=-1) + 3.0
+    with pytest.raises(ValueError, match="diverged in its first epoch at learning rate 1"):
+        fit_feature_head(x, y, ("C11", "C12"), ("abc",), hidden=32, epochs=3, learning_rate=1.0, dropout=0.0, batch_size=64)

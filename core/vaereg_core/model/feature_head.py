@@ -142,7 +142,9 @@ def fit_feature_head(
 
     ``val_score(head)`` returns a number to minimise on held-out structures
     (e.g. their symmetry-averaged MAPE); the epoch with the lowest is kept.
-    Without it the last epoch's head is returned. Deterministic for a seed.
+    Without it the last epoch's head is returned. Training stops at an epoch
+    whose weights overflow, keeping the best before it (ValueError if the
+    first does). Deterministic for a seed.
     Returns the head and a training log.
     """
     import torch
@@ -185,8 +187,13 @@ def fit_feature_head(
         schedule.step()
         mean_net.eval()
         head = snapshot()
+        if not all(np.isfinite(w).all() for w in head.layers.values()):
+            log.append({"epoch": epoch + 1, "diverged": True})
+            break  # the weights overflowed (steps too large for these data): keep the best epoch before
         score = float(val_score(head)) if val_score is not None else -float(epoch)
         log.append({"epoch": epoch + 1, "train_nll": float(loss.detach()), "val_score": score if val_score is not None else None})
         if score < best[0]:
             best = (score, head, epoch + 1)
+    if best[1] is None:
+        raise ValueError(f"the feature head diverged in its first epoch at learning rate {learning_rate}: lower it")
     return best[1], {"epochs": log, "best_epoch": best[2], "best_val_score": best[0] if val_score is not None else None}
