@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, type=existing_path, help="the model file the ensemble belongs to (a member itself)")
     p.add_argument("--member", action="append", default=[], metavar="MODEL", type=existing_path, help="another network predicting the same constants (repeatable)")
-    p.add_argument("--data", required=True, type=existing_file, help="dataset file with voxels (a `vaereg dataset materialize` cache)")
+    p.add_argument("--data", required=True, type=existing_file, help="dataset file: the property table (structures regenerated from its recipe) or a `vaereg dataset materialize` cache")
     p.add_argument("--report", required=True, metavar="DIR", type=output_dir, help="report folder (report.md, metrics.json)")
     p.add_argument("--symmetries", choices=SYMMETRY_SETS, default="permutations", help="cube symmetries each member averages over")
     p.add_argument("--no-latent-svr", action="store_true", help="no SVR on the model's latent means among the members")
