@@ -388,27 +388,38 @@ def test_head_data_of_another_seed_joins_the_heads_training_and_the_manifest_say
     assert load_model(gm, "cpu").forward is not None
 
 
-def test_a_table_that_grew_keeps_the_predictions_of_its_first_rows(tmp_path):
+def test_a_table_that_grew_keeps_the_predictions_of_the_rows_it_had(tmp_path):
     from dataclasses import replace
 
-    from model_helpers import TINY_RECIPE
+    from model_helpers import TINY_RECIPE, stand_in_properties
+    from vaereg_core.dataset.table import DatasetTable
     from vaereg_core.model.ensemble_fit import cached_predictions
     from vaereg_core.symmetry import symmetries_for
 
-    table = tmp_path / "fresh.h5"
-    write_synthetic_dataset(table, replace(TINY_RECIPE, seed=5), with_voxels=False)
+    recipe = replace(TINY_RECIPE, seed=5, n_fields=3)
+
+    def write_fields(fields):
+        """The table of a build that has solved these fields' structures (rows sorted by sample, as a build keeps them)."""
+        samples = np.concatenate([np.arange(f * 64, (f + 1) * 64) for f in fields])
+        vf = np.array([recipe.volume_fraction(int(s) // 64, int(s) % 64) for s in samples])
+        table = DatasetTable(recipe=recipe, solver={"stand_in": "test properties, not physics"})
+        table.append(samples[::-1], stand_in_properties(vf, samples % 64)[::-1], vf[::-1], np.zeros((samples.size, 3), np.int32))
+        table.write(tmp_path / "fresh.h5")
+        return tmp_path / "fresh.h5"
+
     model = load_model(save_tiny_model(tmp_path / "m.pt", seed=0), "cpu", ensemble=False)
     which = symmetries_for(model.property_names, "cyclic")
-    first = cached_predictions(model, table, None, which, tmp_path / "cache", tag="cyclic", features=True)
-    write_synthetic_dataset(table, replace(TINY_RECIPE, seed=5, n_fields=TINY_RECIPE.n_fields + 1), with_voxels=False)
+    first = cached_predictions(model, write_fields([0, 2]), None, which, tmp_path / "cache", tag="cyclic", features=True)
     seen = []
     predict = model.predict_transformed
     model.predict_transformed = lambda voxels, *a, **k: seen.append(len(voxels)) or predict(voxels, *a, **k)
-    grown = cached_predictions(model, table, None, which, tmp_path / "cache", tag="cyclic", features=True)
-    assert sum(seen) == 64 and grown.mean.shape[0] == len(first.mean) + 64  # only the new field's 64 structures
-    np.testing.assert_array_equal(grown.mean[: len(first.mean)], first.mean)
-    np.testing.assert_array_equal(grown.features[: len(first.mean)], first.features)
-    assert np.isfinite(grown.mean).all()
+    grown = cached_predictions(model, write_fields([0, 1, 2]), None, which, tmp_path / "cache", tag="cyclic", features=True)
+    # Field 1's structures came in between the others: only they are predicted, the rest are found again.
+    assert sum(seen) == 64 and grown.mean.shape[0] == 192 and np.isfinite(grown.mean).all()
+    moved = np.r_[0:64, 128:192]
+    np.testing.assert_array_equal(grown.mean[moved], first.mean)
+    np.testing.assert_array_equal(grown.features[moved], first.features)
+    np.testing.assert_array_equal(grown.truth[moved], first.truth)
 
 
 def test_a_feature_head_whose_weights_overflow_is_an_error_not_a_nan_file():

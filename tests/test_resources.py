@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from vaereg_core.resources import default_model_path, default_sample_path, resources_dir
 
 
@@ -43,6 +45,9 @@ def test_the_default_model_comes_with_its_forward_ensemble():
     assert model.describe_forward().startswith("ensemble of 4") and model.symmetries == "cyclic" and len(model.forward.heads) == 1
     fitted = model.forward.fitted
     assert fitted["split"] == "val" and set(fitted["test_MAPE"]) == set(model.property_names)
+    # Its feature head also learnt from the fresh structures shipped beside the dataset (another seed of the recipe).
+    assert [Path(p).name for p in fitted["feature_head_also_on"]] == ["elastic-seed31337.h5"]
+    assert min(fitted["feature_head_also_on"].values()) > 1920
 
 
 def shipped_generative_models() -> list:

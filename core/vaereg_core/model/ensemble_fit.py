@@ -111,16 +111,18 @@ def cached_predictions(
     if features:
         # float16: 24 MB per network for 1,920 structures' cyclic copies; the head standardises them anyway.
         arrays["features"] = np.zeros((len(truth), len(symmetries), model.file.config.model.trunk_dense), np.float16)
-    # This run's own partial file, or one of fewer structures whose truths are this one's first: a table that a
-    # build has appended to since keeps the rows already predicted.
+    # Rows already predicted in this run's partial file or in one of another size (a table that a build has added
+    # to since: it keeps its rows sorted by sample, so new ones land anywhere), found by their six solved constants.
+    row_of = {row.tobytes(): i for i, row in enumerate(truth)}
     for stored_path in [path] * path.is_file() + sorted(cache.glob(f"{model.file.checksum[:16]}-{where}-*-{tag}.npz")):
         with np.load(stored_path, allow_pickle=False) as stored:
-            have = len(stored["truth"])
-            if (have <= len(truth) and np.array_equal(stored["codes"], codes) and set(arrays) <= set(stored)
-                    and np.allclose(stored["truth"], truth[:have])):
-                for k in arrays:
-                    arrays[k][:have] = stored[k]
-                break
+            if not (np.array_equal(stored["codes"], codes) and set(arrays) <= set(stored)):
+                continue
+            done = np.isfinite(stored["mean"]).all(axis=(1, 2))
+            old = np.array([row_of.get(row.tobytes(), -1) for row in stored["truth"]])
+            keep = done & (old >= 0) & ~np.isfinite(arrays["mean"][np.maximum(old, 0)]).all(axis=(1, 2))
+            for k in arrays:
+                arrays[k][old[keep]] = stored[k][keep]
     for start in range(0, len(truth), CHUNK):
         rows = slice(start, start + CHUNK)
         if np.isfinite(arrays["mean"][rows]).all():
