@@ -111,10 +111,11 @@ def cached_predictions(
     if features:
         # float16: 24 MB per network for 1,920 structures' cyclic copies; the head standardises them anyway.
         arrays["features"] = np.zeros((len(truth), len(symmetries), model.file.config.model.trunk_dense), np.float16)
-    # Rows already predicted in this run's partial file or in one of another size (a table that a build has added
-    # to since: it keeps its rows sorted by sample, so new ones land anywhere), found by their six solved constants.
+    # Rows already predicted in this run's partial file (``path`` is among these) or in one of another size (a table
+    # that a build has added to since: it keeps its rows sorted by sample, so new ones land anywhere), found by
+    # their six solved constants.
     row_of = {row.tobytes(): i for i, row in enumerate(truth)}
-    for stored_path in [path] * path.is_file() + sorted(cache.glob(f"{model.file.checksum[:16]}-{where}-*-{tag}.npz")):
+    for stored_path in sorted(cache.glob(f"{model.file.checksum[:16]}-{where}-*-{tag}.npz")):
         with np.load(stored_path, allow_pickle=False) as stored:
             if not (np.array_equal(stored["codes"], codes) and set(arrays) <= set(stored)):
                 continue
